@@ -1,0 +1,1 @@
+"""The Flower ClientApp: local training on a client's private shard."""

@@ -1,0 +1,105 @@
+"""The Flower ClientApp: find my shard, train from the global weights, reply.
+
+What leaves a client is an ArrayRecord of weights and a MetricRecord of scalars,
+nothing else. The logical client (partition id) is named by the server in the
+message config; in a real deployment without one, the SuperNode's own
+`partition-id` node config is used.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from learning.config import ExperimentConfig, key_spec
+from learning.federated_data import client_shard, dataset_for
+from learning.training import (
+    LocalTrainConfig,
+    configure_threads,
+    get_trainer,
+    to_float_images,
+)
+
+app = ClientApp()
+
+
+def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:
+    """Validated experiment config plus the per-message extras (round, partition)."""
+    record = msg.content["config"]
+    spec = key_spec()
+    flat = {k: v for k, v in record.items() if k in spec}
+    extras = {k: v for k, v in record.items() if k not in spec}
+    return ExperimentConfig.from_flat(flat), extras
+
+
+def partition_id_for(extras: dict, context: Context) -> int:
+    if "partition-id" in extras:
+        return int(extras["partition-id"])
+    return int(context.node_config["partition-id"])
+
+
+def local_train_config(cfg: ExperimentConfig) -> LocalTrainConfig:
+    t = cfg.train
+    mu = cfg.strategy.proximal_mu if cfg.strategy.strategy == "fedprox" else 0.0
+    return LocalTrainConfig(
+        epochs=t.local_epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        optimizer=t.optimizer,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        proximal_mu=mu,
+        max_steps=t.max_local_steps,
+    )
+
+
+def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
+    """Run one local update; returns the reply content and the per-message extras."""
+    cfg, extras = experiment_from_message(msg)
+    configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
+    pid = partition_id_for(extras, context)
+    server_round = int(extras.get("server-round", 0))
+    started = time.perf_counter()
+    ds = dataset_for(cfg)
+    x, y = client_shard(cfg, pid)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    weights = msg.content["arrays"].to_numpy_ndarrays()
+    rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
+    result = trainer.train(weights, to_float_images(x), y, local_train_config(cfg), rng)
+    metrics = MetricRecord(
+        {
+            "num-examples": int(result.num_examples),
+            "num-steps": int(result.num_steps),
+            "train-loss": float(result.loss),
+            "train-accuracy": float(result.accuracy),
+            "partition-id": pid,
+            "train-seconds": time.perf_counter() - started,
+        }
+    )
+    content = RecordDict({"arrays": ArrayRecord(result.weights), "metrics": metrics})
+    return content, extras
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    content, _ = train_update(msg, context)
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Accuracy of the received model on this client's own shard."""
+    cfg, extras = experiment_from_message(msg)
+    configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
+    pid = partition_id_for(extras, context)
+    ds = dataset_for(cfg)
+    x, y = client_shard(cfg, pid)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    loss, acc = trainer.evaluate(msg.content["arrays"].to_numpy_ndarrays(), to_float_images(x), y)
+    metrics = MetricRecord(
+        {"num-examples": int(len(y)), "eval-loss": loss, "eval-accuracy": acc, "partition-id": pid}
+    )
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

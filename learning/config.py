@@ -1,0 +1,257 @@
+"""The experiment config: frozen dataclasses per concern, validated in one place.
+
+Keys are kebab-case and flat (`num-clients`, `local-epochs`), as in Flower's run
+config, so the same dict travels as a TOML file, as `--set` overrides, as
+`[tool.flwr.app.config]` under `flwr run`, and inside each training message.
+It lives in the bottom layer because both the ServerApp and the ClientApp build it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learning.errors import ConfigError
+
+PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
+DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
+MODEL_NAMES = ("cnn", "lenet", "mlp")
+OPTIMIZER_NAMES = ("sgd", "adam")
+
+
+def _k(default: Any, help: str, **rules: Any) -> Any:
+    return field(default=default, metadata={"help": help, **rules})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _k("fashion-mnist", "dataset name", choices=DATASET_NAMES)
+    data_path: str = _k("", "file or folder for idx/npz/cifar10/image-folder")
+    image_size: int = _k(32, "side length image-folder images are resized to", min=4)
+    color: str = _k("grey", "image-folder colour mode", choices=("grey", "rgb"))
+    train_subset: int = _k(0, "use only this many training examples (0 = all)", min=0)
+    test_subset: int = _k(0, "evaluate on this many test examples (0 = all)", min=0)
+    partition: str = _k("dirichlet", "how data is split over clients", choices=PARTITION_NAMES)
+    alpha: float = _k(0.5, "Dirichlet concentration (smaller = more skew)", gt=0.0)
+    min_shard_size: int = _k(10, "Dirichlet/quantity minimum examples per client", min=0)
+    shards_per_client: int = _k(2, "shards partition: label-sorted shards per client", min=1)
+    classes_per_client: int = _k(2, "classes partition: labels per client", min=1)
+    quantity_sigma: float = _k(1.0, "quantity partition: lognormal sigma of sizes", gt=0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = _k("cnn", "model name", choices=MODEL_NAMES)
+    local_epochs: int = _k(2, "local epochs per round", min=1)
+    batch_size: int = _k(32, "local batch size", min=1)
+    lr: float = _k(0.05, "client learning rate", gt=0.0)
+    optimizer: str = _k("sgd", "client optimiser", choices=OPTIMIZER_NAMES)
+    momentum: float = _k(0.0, "SGD momentum (reset for every client update)", min=0.0, lt=1.0)
+    weight_decay: float = _k(0.0, "L2 weight decay", min=0.0)
+    max_local_steps: int = _k(0, "cap on local batches per round (0 = none)", min=0)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    rounds: int = _k(25, "federated rounds", min=1)
+    num_clients: int = _k(100, "registered clients (data partitions)", min=1)
+    clients_per_round: int = _k(10, "clients sampled each round", min=1)
+    seed: int = _k(0, "seed for data split, initial model, sampling and shuffling", min=0)
+    eval_every: int = _k(1, "evaluate the global model every N rounds", min=1)
+    timeout: float = _k(3600.0, "seconds to wait for a round's replies", gt=0.0)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    strategy: str = _k("fedavg", "aggregation strategy name")
+    proximal_mu: float = _k(0.01, "FedProx proximal term weight", min=0.0)
+    server_lr: float = _k(1.0, "server learning rate (FedAvgM, FedOpt family, SCAFFOLD)", gt=0.0)
+    server_momentum: float = _k(0.9, "FedAvgM server momentum", min=0.0, lt=1.0)
+    tau: float = _k(1e-3, "FedOpt adaptivity (epsilon)", gt=0.0)
+    beta1: float = _k(0.9, "FedOpt first-moment decay", min=0.0, lt=1.0)
+    beta2: float = _k(0.99, "FedOpt second-moment decay", min=0.0, lt=1.0)
+    q: float = _k(0.1, "q-FedAvg fairness exponent", min=0.0)
+    trim_beta: float = _k(0.2, "FedTrimmedAvg fraction cut from each end", min=0.0, lt=0.5)
+    num_malicious: int = _k(0, "Krum/MultiKrum/Bulyan: assumed Byzantine clients", min=0)
+    num_to_keep: int = _k(0, "MultiKrum: updates kept (0 = automatic)", min=0)
+    feddyn_alpha: float = _k(0.01, "FedDyn regularisation strength", gt=0.0)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    cpus_per_client: float = _k(1.0, "CPUs given to each simulation worker", gt=0.0)
+    gpus_per_client: float = _k(0.0, "GPU fraction given to each worker", min=0.0)
+    num_workers: int = _k(0, "simulation workers (0 = CPUs / cpus-per-client)", min=0)
+    out_dir: str = _k("", "run directory (used by `flwr run`; the CLI sets it)")
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "federation": FederationConfig,
+    "strategy": StrategyConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """Build and validate from kebab-case keys; unknown keys are an error."""
+        spec = key_spec()
+        unknown = sorted(set(values) - set(spec))
+        if unknown:
+            key = unknown[0]
+            close = [k for k in spec if _similar(k, key)]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}{hint}; run `perennial keys` to list valid keys"
+            )
+        parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        for key, value in values.items():
+            section, f = spec[key]
+            parts[section][f.name] = _coerce(key, f, value)
+        cfg = cls(**{name: SECTIONS[name](**kw) for name, kw in parts.items()})
+        _check_combinations(cfg)
+        return cfg
+
+    def to_flat(self) -> dict[str, Any]:
+        """All keys with their resolved values (what `config.toml` records)."""
+        out: dict[str, Any] = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            for f in dataclasses.fields(section):
+                out[f.name.replace("_", "-")] = getattr(section, f.name)
+        return out
+
+    def replace(self, **flat: Any) -> ExperimentConfig:
+        """A copy with some kebab-or-snake keys changed (validated again)."""
+        merged = self.to_flat()
+        merged.update({k.replace("_", "-"): v for k, v in flat.items()})
+        return ExperimentConfig.from_flat(merged)
+
+
+def key_spec() -> dict[str, tuple[str, dataclasses.Field]]:
+    """kebab-case key -> (section name, dataclass field)."""
+    spec = {}
+    for name, section in SECTIONS.items():
+        for f in dataclasses.fields(section):
+            spec[f.name.replace("_", "-")] = (name, f)
+    return spec
+
+
+def _similar(a: str, b: str) -> bool:
+    if a in b or b in a:
+        return True
+    common = sum(1 for x, y in zip(a, b, strict=False) if x == y)
+    return common >= max(3, int(0.7 * max(len(a), len(b))))
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[t]
+
+
+def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
+    want = type(f.default)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+        example = f"{key}={f.default!r}" if want is not str else f'{key}="{f.default}"'
+        raise ConfigError(
+            f"config key {key!r} must be {_type_name(want)}, got {value!r}; e.g. --set {example}"
+        )
+    if want is float and not math.isfinite(value):
+        raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
+    m = f.metadata
+    if "choices" in m and value not in m["choices"]:
+        raise ConfigError(f"unknown {key} {value!r}; expected one of {sorted(m['choices'])}")
+    for rule, ok, text in (
+        ("min", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        if rule in m and not ok(value, m[rule]):
+            raise ConfigError(f"config key {key!r} must be {text} {m[rule]}, got {value!r}")
+    return value
+
+
+def _check_combinations(cfg: ExperimentConfig) -> None:
+    fed = cfg.federation
+    if fed.clients_per_round > fed.num_clients:
+        raise ConfigError(
+            f"clients-per-round ({fed.clients_per_round}) exceeds num-clients "
+            f"({fed.num_clients}); lower clients-per-round or raise num-clients"
+        )
+    if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
+        raise ConfigError(
+            f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
+        )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}; e.g. --set rounds=10")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Flat keys from a TOML file (a top-level `[experiment]` table is also accepted)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; pass an existing TOML file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {msg}") from None
+    if "experiment" in data and isinstance(data["experiment"], dict):
+        rest = {k: v for k, v in data.items() if k != "experiment"}
+        data = {**data["experiment"], **rest}
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ConfigError(
+            f"config file {str(p)!r} has a table [{nested[0]}]; experiment keys are flat "
+            "(write `rounds = 10` at the top level)"
+        )
+    return data
+
+
+def build_config(
+    toml_path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Defaults <- TOML file <- `--set` overrides, validated once."""
+    values: dict[str, Any] = {}
+    if toml_path:
+        values.update(load_toml(toml_path))
+    for text in overrides or []:
+        key, value = parse_override(text)
+        values[key] = value
+    return ExperimentConfig.from_flat(values)
+
+
+def to_toml(flat: dict[str, Any]) -> str:
+    """Render flat keys as TOML (strings quoted, numbers and booleans as such)."""
+    import tomli_w
+
+    return tomli_w.dumps(flat)

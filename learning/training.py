@@ -1,0 +1,214 @@
+"""Compiled local training and evaluation, built once per process and reused.
+
+The Flower quickstart rebuilds and recompiles a Keras model for every client call
+(`clear_session`, `build`, `compile`, `fit`). Here a process keeps one model per
+(model, input shape, classes) and one `tf.function` train step traced once for a
+variable batch size, so a client update is: set weights, run the steps, read weights.
+The optimiser is written out in the step (SGD with momentum, or Adam) so that its
+state can be zeroed per client without retracing, and so that FedProx's proximal
+term and SCAFFOLD's control-variate correction are two extra tensors, not new code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from learning.models import build_model
+
+_TRAINERS: dict[tuple, Trainer] = {}
+_THREADS_SET = False
+
+
+def configure_threads(num_threads: int) -> None:
+    """Size TensorFlow's pools to the CPUs this process was given (first call wins)."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    from learning.tf_import import import_tensorflow
+
+    import_tensorflow(threads=max(1, int(num_threads)))
+    _THREADS_SET = True
+
+
+@dataclass(frozen=True)
+class LocalTrainConfig:
+    """What one client update needs to know; sent by the server each round."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    proximal_mu: float = 0.0  # FedProx: mu/2 * ||w - w_global||^2
+    max_steps: int = 0  # 0 = no cap; otherwise stop after this many batches
+
+
+@dataclass
+class TrainResult:
+    weights: list[np.ndarray]
+    num_examples: int
+    num_steps: int
+    loss: float
+    accuracy: float
+
+
+class Trainer:
+    """One built model with compiled train and predict functions."""
+
+    def __init__(self, model_name: str, input_shape: tuple[int, int, int], num_classes: int):
+        from learning.tf_import import import_tensorflow
+
+        tf = import_tensorflow()
+        self.tf = tf
+        self.model = build_model(model_name, input_shape, num_classes)
+        self.num_classes = num_classes
+        self.trace_count = 0
+        variables = self.model.trainable_variables
+        self._vars = variables
+        self._anchor = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._correction = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._t = tf.Variable(0.0, trainable=False)
+        self._lr = tf.Variable(0.0, trainable=False)
+        self._momentum = tf.Variable(0.0, trainable=False)
+        self._wd = tf.Variable(0.0, trainable=False)
+        self._mu = tf.Variable(0.0, trainable=False)
+        self._adam = tf.Variable(False, trainable=False)
+        shape = [None, *input_shape]
+        spec = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64))
+        self._train_step = tf.function(self._step, input_signature=spec)
+        self._predict = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=(tf.TensorSpec(shape, tf.float32),),
+        )
+
+    # Traced once per process; the Python body runs only while tracing.
+    def _step(self, x, y):
+        tf = self.tf
+        self.trace_count += 1
+        with tf.GradientTape() as tape:
+            probs = self.model(x, training=True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, probs))
+        grads = tape.gradient(loss, self._vars)
+        self._t.assign_add(1.0)
+        for w, g, a, c, m, v in zip(
+            self._vars, grads, self._anchor, self._correction, self._m, self._v, strict=True
+        ):
+            g = g + self._mu * (w - a) + c + self._wd * w
+            if self._adam:
+                m.assign(0.9 * m + 0.1 * g)
+                v.assign(0.999 * v + 0.001 * tf.square(g))
+                m_hat = m / (1.0 - tf.pow(0.9, self._t))
+                v_hat = v / (1.0 - tf.pow(0.999, self._t))
+                w.assign_sub(self._lr * m_hat / (tf.sqrt(v_hat) + 1e-7))
+            else:
+                m.assign(self._momentum * m + g)
+                w.assign_sub(self._lr * m)
+        hits = tf.cast(tf.equal(tf.argmax(probs, axis=1), y), tf.float32)
+        return loss, tf.reduce_sum(hits)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [np.asarray(w) for w in self.model.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.model.set_weights(weights)
+
+    def train(
+        self,
+        weights: list[np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        cfg: LocalTrainConfig,
+        rng: np.random.Generator,
+        correction: list[np.ndarray] | None = None,
+    ) -> TrainResult:
+        """Train from `weights` on (x, y); x float32 (N,H,W,C), y int64 (N,)."""
+        self.set_weights(weights)
+        trainable = [np.asarray(v) for v in self._vars]
+        for a, w in zip(self._anchor, trainable, strict=True):
+            a.assign(w)
+        for i, c in enumerate(self._correction):
+            c.assign(correction[i] if correction is not None else np.zeros(c.shape, np.float32))
+        for s in (*self._m, *self._v):
+            s.assign(self.tf.zeros_like(s))
+        self._t.assign(0.0)
+        self._lr.assign(cfg.lr)
+        self._momentum.assign(cfg.momentum)
+        self._wd.assign(cfg.weight_decay)
+        self._mu.assign(cfg.proximal_mu)
+        self._adam.assign(cfg.optimizer == "adam")
+        n = len(y)
+        steps, loss_sum, hits, seen = 0, 0.0, 0.0, 0
+        bs = max(1, cfg.batch_size)
+        for _ in range(cfg.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, bs):
+                if cfg.max_steps and steps >= cfg.max_steps:
+                    break
+                idx = order[start : start + bs]
+                loss, h = self._train_step(x[idx], y[idx])
+                steps += 1
+                loss_sum += float(loss) * len(idx)
+                hits += float(h)
+                seen += len(idx)
+        return TrainResult(
+            weights=self.get_weights(),
+            num_examples=n,
+            num_steps=steps,
+            loss=loss_sum / seen if seen else 0.0,
+            accuracy=hits / seen if seen else 0.0,
+        )
+
+    def evaluate(
+        self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch_size: int = 1000
+    ) -> tuple[float, float]:
+        """(loss, accuracy) of `weights` on (x, y)."""
+        self.set_weights(weights)
+        if len(y) == 0:
+            return 0.0, 0.0
+        loss_sum, hits = 0.0, 0
+        for start in range(0, len(y), batch_size):
+            probs = np.asarray(self._predict(x[start : start + batch_size]))
+            yb = y[start : start + batch_size]
+            p = np.clip(probs[np.arange(len(yb)), yb], 1e-7, 1.0)
+            loss_sum += float(-np.log(p).sum())
+            hits += int((probs.argmax(axis=1) == yb).sum())
+        return loss_sum / len(y), hits / len(y)
+
+
+def get_trainer(model_name: str, input_shape: tuple[int, ...], num_classes: int) -> Trainer:
+    """The process-wide trainer for this model and data shape (built on first use)."""
+    key = (model_name, tuple(int(s) for s in input_shape), int(num_classes))
+    if key not in _TRAINERS:
+        _TRAINERS[key] = Trainer(model_name, key[1], key[2])
+    return _TRAINERS[key]
+
+
+def initial_weights(
+    model_name: str, input_shape: tuple[int, ...], num_classes: int, seed: int
+) -> list[np.ndarray]:
+    """Seeded initial global weights (Keras initialisers under a fixed seed)."""
+    from learning.tf_import import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    model = build_model(model_name, tuple(input_shape), num_classes)
+    weights = [np.asarray(w) for w in model.get_weights()]
+    del model
+    return weights
+
+
+def to_float_images(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1]; done per client slice, not per dataset."""
+    return x.astype(np.float32) / np.float32(255.0)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

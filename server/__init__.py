@@ -1,0 +1,1 @@
+"""The Flower ServerApp: strategy set-up, sampling, central evaluation, run records."""

@@ -1,0 +1,104 @@
+"""The Flower ServerApp. `app` is what `flwr run .` loads; the CLI builds its own
+instance with the resolved config, run directory and a progress observer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from learning.config import ExperimentConfig
+from learning.federated_data import dataset_for, partition_histograms
+from server.evaluation import CentralEvaluator
+from server.loop import RoundObserver, run_rounds
+from server.plots import plot_accuracy, plot_partition
+from server.run_dir import RunRecorder, prepare_run_dir
+
+
+def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentConfig) -> dict:
+    evaluated = [r for r in rows if r.get("accuracy") is not None]
+    best = max(evaluated, key=lambda r: r["accuracy"]) if evaluated else None
+    return {
+        "final_accuracy": evaluated[-1]["accuracy"] if evaluated else None,
+        "final_loss": evaluated[-1]["loss"] if evaluated else None,
+        "best_accuracy": best["accuracy"] if best else None,
+        "best_round": best["round"] if best else None,
+        "rounds_completed": len(rows),
+        "wall_seconds": round(wall_seconds, 2),
+        "strategy": cfg.strategy.strategy,
+        "dataset": cfg.data.dataset,
+        "num_clients": cfg.federation.num_clients,
+        "clients_per_round": cfg.federation.clients_per_round,
+        "seed": cfg.federation.seed,
+    }
+
+
+def run_experiment(
+    grid: Grid,
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    num_slots: int,
+    on_round: RoundObserver | None = None,
+) -> dict[str, Any]:
+    """Train, record every round into `run_dir`, write summary and plots."""
+    started = time.perf_counter()
+    recorder = RunRecorder(run_dir)
+    recorder.write_config(cfg)
+    ds = dataset_for(cfg)
+    plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
+    evaluator = CentralEvaluator(cfg)
+
+    def record(row: dict[str, Any]) -> None:
+        recorder.append_metrics(row)
+        if on_round is not None:
+            on_round(row)
+
+    result = run_rounds(grid, cfg, evaluator, num_slots, on_round=record)
+    summary = summarise(result.rows, time.perf_counter() - started, cfg)
+    recorder.write_summary(summary)
+    plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
+    return summary
+
+
+def build_server_app(
+    cfg: ExperimentConfig | None = None,
+    run_dir: Path | None = None,
+    on_round: RoundObserver | None = None,
+    results: dict | None = None,
+    num_slots: int | None = None,
+) -> ServerApp:
+    """A ServerApp bound to a config (CLI) or reading `context.run_config` (`flwr run`)."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        c = cfg or ExperimentConfig.from_flat(dict(context.run_config))
+        out = run_dir
+        if out is None:
+            base = c.runtime.out_dir or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"
+            out = prepare_run_dir(base)
+            print(f"perennial: writing results to {out}", flush=True)
+        want = c.federation.clients_per_round
+        slots = num_slots or min(want, _wait_for_nodes(grid, want))
+        summary = run_experiment(grid, c, out, max(1, slots), on_round)
+        if results is not None:
+            results.update(summary)
+
+    return server_app
+
+
+def _wait_for_nodes(grid: Grid, minimum: int, timeout: float = 60.0) -> int:
+    """Nodes connected once `minimum` are, or after `timeout` (then use what is there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = len(list(grid.get_node_ids()))
+        if n >= minimum or time.monotonic() > deadline:
+            return n
+        time.sleep(0.5)
+
+
+app = build_server_app()

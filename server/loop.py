@@ -1,0 +1,154 @@
+"""The federated training loop, ours rather than `Strategy.start`, so that sampling is
+seeded, replies are aggregated in a fixed order, and every round is timed and recorded.
+
+A round: draw partition ids from (seed, round) -> let the strategy build its train
+messages for the execution slots -> stamp one partition id on each -> send and wait
+-> sort replies by partition id -> strategy aggregates -> evaluate centrally -> record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from learning.config import ExperimentConfig
+from learning.training import initial_weights
+from server.sampling import sample_clients
+from strategies.registry import build_strategy
+
+RoundObserver = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class LoopResult:
+    weights: list[np.ndarray]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def _stamp(messages: list[Message], partition_ids: list[int], round_: int) -> list[Message]:
+    """One message per slot, each naming the logical client it trains as.
+
+    Strategies share one RecordDict across their messages; we build a fresh one per
+    message (same arrays, a copied config) instead of mutating theirs.
+    """
+    out = []
+    ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
+    for msg, pid in zip(ordered, partition_ids, strict=False):
+        content = RecordDict()
+        for key, record in msg.content.items():
+            if isinstance(record, ConfigRecord):
+                record = ConfigRecord({**record, "partition-id": pid, "server-round": round_})
+            content[key] = record
+        out.append(
+            Message(
+                content=content,
+                dst_node_id=msg.metadata.dst_node_id,
+                message_type=msg.metadata.message_type,
+            )
+        )
+    return out
+
+
+def _nbytes(record: ArrayRecord) -> int:
+    return int(sum(a.numpy().nbytes for a in record.values()))
+
+
+def _reply_pid(msg: Message) -> int:
+    if msg.has_error() or "metrics" not in msg.content:
+        return -1
+    return int(msg.content["metrics"].get("partition-id", -1))
+
+
+def run_rounds(
+    grid: Grid,
+    cfg: ExperimentConfig,
+    evaluate: Callable[[list[np.ndarray]], tuple[float, float]],
+    num_slots: int,
+    on_round: RoundObserver | None = None,
+) -> LoopResult:
+    """Run all rounds; `evaluate(weights) -> (loss, accuracy)` is the central test."""
+    fed = cfg.federation
+    ds_shape, num_classes = _data_shape(cfg)
+    weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
+    arrays = ArrayRecord(weights)
+    strategy = build_strategy(cfg, num_slots)
+    base = {k: v for k, v in cfg.to_flat().items()}
+    started = time.perf_counter()
+    result = LoopResult(weights=weights)
+    for rnd in range(1, fed.rounds + 1):
+        t0 = time.perf_counter()
+        pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
+        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
+        messages = _stamp(messages, pids, rnd)
+        sent = sum(_nbytes(m.content["arrays"]) for m in messages if "arrays" in m.content)
+        replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
+        t1 = time.perf_counter()
+        replies.sort(key=_reply_pid)
+        good = [m for m in replies if not m.has_error()]
+        useful = [m for m in good if int(m.content["metrics"]["num-examples"]) > 0]
+        received = sum(_nbytes(m.content["arrays"]) for m in good if "arrays" in m.content)
+        new_arrays, _ = strategy.aggregate_train(rnd, useful) if useful else (None, None)
+        if new_arrays is not None:
+            arrays = new_arrays
+        t2 = time.perf_counter()
+        row: dict[str, Any] = {"round": rnd}
+        weights = arrays.to_numpy_ndarrays()
+        if rnd % fed.eval_every == 0 or rnd == fed.rounds:
+            loss, acc = evaluate(weights)
+            row.update(accuracy=acc, loss=loss)
+        else:
+            row.update(accuracy=None, loss=None)
+        t3 = time.perf_counter()
+        row.update(_train_stats(good))
+        row.update(
+            clients=len(pids),
+            replies=len(good),
+            failures=len(replies) - len(good) + max(0, len(messages) - len(replies)),
+            bytes_sent=sent,
+            bytes_received=received,
+            train_seconds=round(t1 - t0, 4),
+            aggregate_seconds=round(t2 - t1, 4),
+            eval_seconds=round(t3 - t2, 4),
+            round_seconds=round(t3 - t0, 4),
+            elapsed_seconds=round(t3 - started, 3),
+        )
+        result.rows.append(row)
+        if on_round is not None:
+            on_round(row)
+    result.weights = arrays.to_numpy_ndarrays()
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _train_stats(replies: list[Message]) -> dict[str, Any]:
+    """Weighted client training loss/accuracy and the spread of client train times."""
+    if not replies:
+        return {"train_loss": None, "train_accuracy": None}
+    m = [r.content["metrics"] for r in replies]
+    n = np.array([float(x["num-examples"]) for x in m])
+    w = n / n.sum() if n.sum() > 0 else np.full(len(n), 1 / len(n))
+    secs = np.array([float(x["train-seconds"]) for x in m])
+    slowest = int(np.argmax(secs))
+    return {
+        "train_loss": float(np.dot(w, [float(x["train-loss"]) for x in m])),
+        "train_accuracy": float(np.dot(w, [float(x["train-accuracy"]) for x in m])),
+        "client_seconds_median": round(float(np.median(secs)), 4),
+        "client_seconds_p90": round(float(np.percentile(secs, 90)), 4),
+        "client_seconds_max": round(float(secs.max()), 4),
+        "slowest_client": int(m[slowest]["partition-id"]),
+        "examples": int(n.sum()),
+    }
+
+
+def _data_shape(cfg: ExperimentConfig) -> tuple[tuple[int, int, int], int]:
+    from learning.federated_data import dataset_for
+
+    ds = dataset_for(cfg)
+    return ds.input_shape, ds.num_classes

@@ -1,0 +1,72 @@
+"""The run directory: resolved config, per-round metrics, summary, plots.
+
+Writes never damage what is already there: the directory is created fresh (an
+existing non-empty one is refused), `metrics.jsonl` is appended one flushed line
+per round, and `summary.json` is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from learning.config import ExperimentConfig, to_toml
+from learning.errors import ConfigError
+
+
+def prepare_run_dir(path: str | Path) -> Path:
+    """Create `path` for a new run; refuse one that already holds files."""
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise ConfigError(
+            f"run directory {str(p)!r} already exists and is not empty; "
+            "choose another --out or remove it"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {str(p)!r}: {exc.strerror}") from None
+    return p
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunRecorder:
+    """Appends metrics rows and writes the config and summary of one run."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.metrics_path = self.root / "metrics.jsonl"
+
+    def write_config(self, cfg: ExperimentConfig) -> None:
+        write_atomic(self.root / "config.toml", to_toml(cfg.to_flat()))
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, sort_keys=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_atomic(self.root / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

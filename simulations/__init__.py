@@ -1,0 +1,1 @@
+"""Experiments: configs, the simulation runtime, benchmarks, reports and the CLI."""

@@ -1,0 +1,128 @@
+"""`perennial` command line: run an experiment, list config keys (more to come).
+
+Every user mistake surfaces as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import learning  # noqa: F401  (privacy defaults: telemetry off)
+from learning.config import ExperimentConfig, build_config, key_spec
+from learning.errors import PerennialError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for config errors
+        sys.stderr.write(f"perennial: error: {message} (see `perennial --help`)\n")
+        sys.exit(2)
+
+
+def _default_out(cfg: ExperimentConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{stamp}-{cfg.strategy.strategy}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = Path(f"{base}-{n}")
+    return out
+
+
+def preflight(cfg: ExperimentConfig) -> None:
+    """Catch every name and data problem before anything is written or started."""
+    from learning.federated_data import dataset_for, partitions_for
+    from strategies.registry import check_strategy_name
+
+    check_strategy_name(cfg.strategy.strategy)
+    dataset_for(cfg)
+    partitions_for(cfg)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from server.run_dir import prepare_run_dir
+    from simulations.progress import RoundProgress
+    from simulations.runtime import simulate
+
+    cfg = build_config(args.config, args.set)
+    preflight(cfg)
+    out = prepare_run_dir(args.out or _default_out(cfg))
+    print(f"perennial: run directory {out}", flush=True)
+    with RoundProgress(cfg.federation.rounds, quiet=args.quiet) as progress:
+        summary = simulate(
+            cfg, out, on_round=progress, ray_address=args.ray_address, verbose=args.verbose
+        )
+    _print_summary(summary, out)
+    return 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="perennial run")
+    table.add_column("final accuracy")
+    table.add_column("best accuracy")
+    table.add_column("rounds")
+    table.add_column("wall time")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    table.add_row(
+        fmt(summary.get("final_accuracy")),
+        f"{fmt(summary.get('best_accuracy'))} (round {summary.get('best_round')})",
+        str(summary.get("rounds_completed")),
+        f"{summary.get('wall_seconds', 0):.1f} s",
+    )
+    Console().print(table)
+    print(f"results: {out}")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    defaults = ExperimentConfig().to_flat()
+    for key, (section, f) in key_spec().items():
+        print(f"{key:<22} {section:<11} {defaults[key]!r:<16} {f.metadata.get('help', '')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="perennial", description="Federated (continual) learning simulations.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run one experiment")
+    run.add_argument("config", nargs="?", help="experiment TOML file (defaults built in)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    run.add_argument("--out", help="run directory to create (default runs/<time>-<strategy>)")
+    run.add_argument("--ray-address", help="existing Ray cluster (else RAY_ADDRESS or local)")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
+    run.set_defaults(func=cmd_run)
+    keys = sub.add_parser("keys", help="list config keys with defaults")
+    keys.set_defaults(func=cmd_keys)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PerennialError as exc:
+        sys.stderr.write(f"perennial: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("perennial: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

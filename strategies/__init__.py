@@ -1,0 +1,1 @@
+"""Aggregation strategies: Flower Strategy shells over pure NumPy math."""

@@ -1,0 +1,85 @@
+"""Strategies by name: a plain dict of builders taking the experiment config.
+
+Every builder returns a Flower message-API Strategy that trains all the execution
+slots it is given (fraction 1.0): which *logical* clients train is decided by the
+server's seeded sampler, not by Flower's node sampling, so runs are reproducible.
+Federated (client-side) evaluation is off; the server evaluates centrally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flwr.serverapp import strategy as fl
+
+from learning.config import ExperimentConfig
+from learning.errors import ConfigError
+
+Builder = Callable[[ExperimentConfig, int], fl.Strategy]
+
+
+def _common(num_slots: int) -> dict:
+    return {
+        "fraction_train": 1.0,
+        "fraction_evaluate": 0.0,
+        "min_train_nodes": num_slots,
+        "min_evaluate_nodes": 0,
+        "min_available_nodes": num_slots,
+    }
+
+
+def _byzantine(cfg: ExperimentConfig) -> int:
+    return cfg.strategy.num_malicious
+
+
+STRATEGIES: dict[str, Builder] = {
+    "fedavg": lambda c, n: fl.FedAvg(**_common(n)),
+    "fedprox": lambda c, n: fl.FedProx(**_common(n), proximal_mu=c.strategy.proximal_mu),
+    "fedavgm": lambda c, n: fl.FedAvgM(
+        **_common(n),
+        server_learning_rate=c.strategy.server_lr,
+        server_momentum=c.strategy.server_momentum,
+    ),
+    "fedadam": lambda c, n: fl.FedAdam(
+        **_common(n),
+        eta=c.strategy.server_lr,
+        eta_l=c.train.lr,
+        beta_1=c.strategy.beta1,
+        beta_2=c.strategy.beta2,
+        tau=c.strategy.tau,
+    ),
+    "fedyogi": lambda c, n: fl.FedYogi(
+        **_common(n),
+        eta=c.strategy.server_lr,
+        eta_l=c.train.lr,
+        beta_1=c.strategy.beta1,
+        beta_2=c.strategy.beta2,
+        tau=c.strategy.tau,
+    ),
+    "fedadagrad": lambda c, n: fl.FedAdagrad(
+        **_common(n), eta=c.strategy.server_lr, eta_l=c.train.lr, tau=c.strategy.tau
+    ),
+    "qfedavg": lambda c, n: fl.QFedAvg(
+        client_learning_rate=c.train.lr, q=c.strategy.q, train_loss_key="train-loss", **_common(n)
+    ),
+    "fedmedian": lambda c, n: fl.FedMedian(**_common(n)),
+    "fedtrimmedavg": lambda c, n: fl.FedTrimmedAvg(**_common(n), beta=c.strategy.trim_beta),
+    "krum": lambda c, n: fl.Krum(**_common(n), num_malicious_nodes=_byzantine(c)),
+    "multikrum": lambda c, n: fl.MultiKrum(
+        **_common(n),
+        num_malicious_nodes=_byzantine(c),
+        num_nodes_to_select=c.strategy.num_to_keep or max(1, n - 2 * _byzantine(c) - 2),
+    ),
+    "bulyan": lambda c, n: fl.Bulyan(**_common(n), num_malicious_nodes=_byzantine(c)),
+}
+
+
+def check_strategy_name(name: str) -> None:
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}")
+
+
+def build_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
+    """The named strategy for a round of `num_slots` training messages."""
+    check_strategy_name(cfg.strategy.strategy)
+    return STRATEGIES[cfg.strategy.strategy](cfg, num_slots)

@@ -1,0 +1,30 @@
+"""Client state store: round trip, isolation between clients, atomic replace."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clients.state_store import ClientStore
+
+
+def test_round_trip_and_isolation(tmp_path):
+    store = ClientStore(tmp_path / "state")
+    assert store.load(3) == {}
+    store.save(3, {"c": np.arange(4, dtype=np.float32), "n": np.array(7)})
+    store.save(99_999, {"c": np.ones(2)})
+    got = store.load(3)
+    np.testing.assert_array_equal(got["c"], np.arange(4, dtype=np.float32))
+    assert got["c"].dtype == np.float32 and int(got["n"]) == 7
+    assert store.load(4) == {}
+    np.testing.assert_array_equal(store.load(99_999)["c"], np.ones(2))
+    assert store.clients() == [3, 99_999]
+
+
+def test_save_replaces_whole_state_without_leftovers(tmp_path):
+    store = ClientStore(tmp_path)
+    store.save(1, {"a": np.zeros(3), "b": np.ones(3)})
+    store.save(1, {"a": np.full(3, 2.0)})
+    got = store.load(1)
+    assert set(got) == {"a"}
+    np.testing.assert_array_equal(got["a"], np.full(3, 2.0))
+    assert not list(tmp_path.rglob("*.tmp"))

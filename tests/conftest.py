@@ -1,0 +1,68 @@
+"""Shared fixtures. A Ray head is started once per test session (as its own process
+group, so that only what we started is stopped) and every simulation test connects
+to it with --ray-address instead of starting Ray again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory):
+    """Address of a 2-CPU Ray head started for this test session."""
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_bin is None:
+        pytest.fail("the `ray` command is not installed; pip install 'flwr[simulation]'")
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    log = open(temp / "ray-start.log", "w")
+    proc = subprocess.Popen(
+        [
+            ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+            "--include-dashboard=false", "--disable-usage-stats",
+            f"--object-store-memory={512 * 1024 * 1024}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start exited early: {(temp / 'ray-start.log').read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.5)
+    time.sleep(2.0)
+    yield address
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    log.close()
