@@ -14,6 +14,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
 from learning.federated_data import client_shard, dataset_for
 from learning.training import (
@@ -43,7 +44,9 @@ def partition_id_for(extras: dict, context: Context) -> int:
 
 def local_train_config(cfg: ExperimentConfig) -> LocalTrainConfig:
     t = cfg.train
-    mu = cfg.strategy.proximal_mu if cfg.strategy.strategy == "fedprox" else 0.0
+    mu = {"fedprox": cfg.strategy.proximal_mu, "feddyn": cfg.strategy.feddyn_alpha}.get(
+        cfg.strategy.strategy, 0.0
+    )
     return LocalTrainConfig(
         epochs=t.local_epochs,
         batch_size=t.batch_size,
@@ -68,7 +71,16 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
     weights = msg.content["arrays"].to_numpy_ndarrays()
     rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
-    result = trainer.train(weights, to_float_images(x), y, local_train_config(cfg), rng)
+    algorithm = STATEFUL.get(cfg.strategy.strategy)
+    state = algorithm(cfg, pid, server_round, msg, weights) if algorithm else None
+    result = trainer.train(
+        weights,
+        to_float_images(x),
+        y,
+        local_train_config(cfg),
+        rng,
+        correction=state.correction if state else None,
+    )
     metrics = MetricRecord(
         {
             "num-examples": int(result.num_examples),
@@ -80,6 +92,9 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         }
     )
     content = RecordDict({"arrays": ArrayRecord(result.weights), "metrics": metrics})
+    if state is not None and result.num_steps > 0:
+        for key, arrays in state.finish(result.weights, result.num_steps).items():
+            content[key] = ArrayRecord(arrays)
     return content, extras
 
 

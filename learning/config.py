@@ -79,6 +79,10 @@ class StrategyConfig:
     num_malicious: int = _k(0, "Krum/MultiKrum/Bulyan: assumed Byzantine clients", min=0)
     num_to_keep: int = _k(0, "MultiKrum: updates kept (0 = automatic)", min=0)
     feddyn_alpha: float = _k(0.01, "FedDyn regularisation strength", gt=0.0)
+    rfa_iterations: int = _k(10, "RFA: smoothed Weiszfeld iterations", min=1)
+    rfa_eps: float = _k(1e-6, "RFA: Weiszfeld smoothing (smallest distance used)", gt=0.0)
+    clip_tau: float = _k(10.0, "centred clipping radius (L2 norm of an update)", gt=0.0)
+    clip_iterations: int = _k(1, "centred clipping iterations per round", min=1)
 
 
 @dataclass(frozen=True)

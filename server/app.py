@@ -46,6 +46,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train, record every round into `run_dir`, write summary and plots."""
     started = time.perf_counter()
+    cfg = cfg.replace(out_dir=str(Path(run_dir).resolve()))  # clients keep state under it
     recorder = RunRecorder(run_dir)
     recorder.write_config(cfg)
     ds = dataset_for(cfg)

@@ -56,8 +56,11 @@ def _stamp(messages: list[Message], partition_ids: list[int], round_: int) -> li
     return out
 
 
-def _nbytes(record: ArrayRecord) -> int:
-    return int(sum(a.numpy().nbytes for a in record.values()))
+def _nbytes(content: RecordDict) -> int:
+    """Bytes of all arrays a message carries (weights plus any strategy extras)."""
+    return int(
+        sum(a.numpy().nbytes for rec in content.array_records.values() for a in rec.values())
+    )
 
 
 def _reply_pid(msg: Message) -> int:
@@ -87,13 +90,13 @@ def run_rounds(
         pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
         messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
         messages = _stamp(messages, pids, rnd)
-        sent = sum(_nbytes(m.content["arrays"]) for m in messages if "arrays" in m.content)
+        sent = sum(_nbytes(m.content) for m in messages)
         replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
         t1 = time.perf_counter()
         replies.sort(key=_reply_pid)
         good = [m for m in replies if not m.has_error()]
         useful = [m for m in good if int(m.content["metrics"]["num-examples"]) > 0]
-        received = sum(_nbytes(m.content["arrays"]) for m in good if "arrays" in m.content)
+        received = sum(_nbytes(m.content) for m in good)
         new_arrays, _ = strategy.aggregate_train(rnd, useful) if useful else (None, None)
         if new_arrays is not None:
             arrays = new_arrays

@@ -6,13 +6,14 @@ Every user mistake surfaces as one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import learning  # noqa: F401  (privacy defaults: telemetry off)
 from learning.config import ExperimentConfig, build_config, key_spec
-from learning.errors import PerennialError
+from learning.errors import ConfigError, PerennialError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +79,24 @@ def _print_summary(summary: dict, out: Path) -> None:
     print(f"results: {out}")
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from simulations.perf import print_table, run_perf
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    with tempfile.TemporaryDirectory(prefix="perennial-perf-") as tmp:
+        result = run_perf(args.set, args.repeats, Path(tmp))
+    print_table(result)
+    if args.json:
+        from simulations.perf import write_json
+
+        write_json(result, Path(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     defaults = ExperimentConfig().to_flat()
     for key, (section, f) in key_spec().items():
@@ -102,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
     run.set_defaults(func=cmd_run)
+    perf = sub.add_parser("perf", help="time the engine against a bare loop and a quickstart")
+    perf.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of the perf workload",
+    )
+    perf.add_argument("--repeats", type=int, default=1, help="repeat and report medians")
+    perf.add_argument("--json", help="also write the figures to this JSON file")
+    perf.set_defaults(func=cmd_perf)
     keys = sub.add_parser("keys", help="list config keys with defaults")
     keys.set_defaults(func=cmd_keys)
     return p
@@ -119,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def main_entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point.
+
+    Exits with `os._exit` so that a Flower server thread still blocked on a crashed
+    runtime cannot keep the process alive after the error has been reported.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main_entry()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.config import ExperimentConfig
+from learning.errors import PerennialError
 from learning.training import cpu_count
 from server.loop import RoundObserver
 
@@ -33,6 +34,9 @@ def backend_config(cfg: ExperimentConfig, ray_address: str | None = None) -> dic
     if ray_address:
         init_args["address"] = ray_address
     else:
+        # "local" always starts a fresh instance; without it Ray may try to join
+        # whatever cluster /tmp/ray/ray_current_cluster last pointed at.
+        init_args["address"] = "local"
         cpus = cpu_count()
         if rt.num_workers:
             cpus = min(cpus, int(rt.num_workers * rt.cpus_per_client + 0.999))
@@ -62,12 +66,22 @@ def simulate(
     on_round: RoundObserver | None = None,
     ray_address: str | None = None,
     verbose: bool = False,
+    client_app: Any = None,
 ) -> dict[str, Any]:
-    """Run the experiment in Flower's simulation runtime; returns the summary."""
+    """Run the experiment in Flower's simulation runtime; returns the summary.
+
+    `client_app` replaces perennial's ClientApp (the perf benchmark passes a
+    quickstart-style one to compare both on the same runtime).
+    """
+    from learning.tf_import import import_tensorflow
+
+    import_tensorflow()  # Flower's simulation module imports TensorFlow if present: mute it
     from flwr.simulation import run_simulation
 
-    from clients.app import app as client_app
     from server.app import build_server_app
+
+    if client_app is None:
+        from clients.app import app as client_app
 
     ray_address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if cfg.runtime.gpus_per_client == 0:
@@ -80,7 +94,7 @@ def simulate(
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     if not verbose:
-        flwr_logger.setLevel(logging.ERROR)
+        flwr_logger.setLevel(logging.CRITICAL)  # failures are counted in metrics.jsonl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -91,6 +105,23 @@ def simulate(
                 backend_config=backend_config(cfg, ray_address),
                 verbose_logging=verbose,
             )
+    except PerennialError:
+        raise
+    except Exception as exc:  # the runtime wraps the real cause; report that in one line
+        raise SimulationError(f"simulation runtime failed: {_root_cause(exc)}") from exc
     finally:
         flwr_logger.setLevel(level)
+    if not results:
+        raise SimulationError("simulation ended without results; rerun with --verbose")
     return results
+
+
+class SimulationError(PerennialError):
+    """Flower's runtime or Ray failed; the message carries the underlying cause."""
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''} (rerun with --verbose for details)"

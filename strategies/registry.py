@@ -14,6 +14,11 @@ from flwr.serverapp import strategy as fl
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
+from strategies.centered_clipping import CenteredClipping
+from strategies.feddyn import FedDyn
+from strategies.fednova import FedNova
+from strategies.geometric_median import GeometricMedian
+from strategies.scaffold import Scaffold
 
 Builder = Callable[[ExperimentConfig, int], fl.Strategy]
 
@@ -71,6 +76,23 @@ STRATEGIES: dict[str, Builder] = {
         num_nodes_to_select=c.strategy.num_to_keep or max(1, n - 2 * _byzantine(c) - 2),
     ),
     "bulyan": lambda c, n: fl.Bulyan(**_common(n), num_malicious_nodes=_byzantine(c)),
+    "scaffold": lambda c, n: Scaffold(
+        **_common(n), num_clients=c.federation.num_clients, server_lr=c.strategy.server_lr
+    ),
+    "fednova": lambda c, n: FedNova(
+        **_common(n),
+        momentum=c.train.momentum if c.train.optimizer == "sgd" else 0.0,
+        server_lr=c.strategy.server_lr,
+    ),
+    "feddyn": lambda c, n: FedDyn(
+        **_common(n), alpha=c.strategy.feddyn_alpha, num_clients=c.federation.num_clients
+    ),
+    "rfa": lambda c, n: GeometricMedian(
+        **_common(n), iterations=c.strategy.rfa_iterations, eps=c.strategy.rfa_eps
+    ),
+    "centeredclip": lambda c, n: CenteredClipping(
+        **_common(n), tau=c.strategy.clip_tau, iterations=c.strategy.clip_iterations
+    ),
 }
 
 

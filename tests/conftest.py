@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flwr.supercore.task_identity import TaskIdentity
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -37,8 +38,14 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen(
         [
-            ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-            "--include-dashboard=false", "--disable-usage-stats",
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
             f"--object-store-memory={512 * 1024 * 1024}",
         ],
         stdout=log,
@@ -66,3 +73,13 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
         except ProcessLookupError:
             pass
     log.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _task_identity():
+    """Flower stamps new Messages with the task that creates them; only a running app
+    sets that, so unit tests that build Messages get a fixed identity (restored after)."""
+    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved

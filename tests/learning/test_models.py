@@ -24,7 +24,13 @@ def test_cnn_is_mcmahan_architecture():
     model = build_model("cnn", (28, 28, 1), 10)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == [
-        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
     ]
     assert [model.layers[i].filters for i in (0, 2)] == [32, 64]
     assert model.layers[5].units == 512

@@ -1,0 +1,131 @@
+"""Per-round metrics as TensorBoard event files, written with TensorFlow alone.
+
+`tf.summary.scalar`/`histogram` live in the `tensorboard` package, which is not a
+dependency; TensorFlow's own `tf.summary.write` plus the plugin metadata those
+functions would attach produce the same event records, so TensorBoard (installed
+wherever someone views the logs) shows them as ordinary scalars and histograms.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learning.tf_import import import_tensorflow
+
+SCALAR_PREFIX = "metrics/"
+HISTOGRAM_BUCKETS = 30
+
+
+def _is_number(value: Any) -> bool:
+    """int/float (numpy ones too); bool and None are flags/gaps, not measurements."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _metadata(plugin_name: str, data_class: str):
+    from tensorflow.core.framework import summary_pb2
+
+    md = summary_pb2.SummaryMetadata()
+    md.plugin_data.plugin_name = plugin_name
+    md.data_class = summary_pb2.DataClass.Value(data_class)
+    return md
+
+
+def histogram_buckets(values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarray:
+    """[k, 3] float64 rows (left edge, right edge, count): TensorBoard's histogram tensor.
+
+    Non-finite values are dropped (they have no bucket); an empty input gives [0, 3].
+    """
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return np.zeros((0, 3), dtype=np.float64)
+    counts, edges = np.histogram(flat, bins=buckets)
+    return np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+
+
+class TensorBoardWriter:
+    """One event file per run: the writer is created once, flushed after each round."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._tf = import_tensorflow()
+        self._writer = self._tf.summary.create_file_writer(str(self.log_dir))
+        self._scalar_md = _metadata("scalars", "DATA_CLASS_SCALAR")
+        self._histogram_md = _metadata("histograms", "DATA_CLASS_TENSOR")
+        self._closed = False
+
+    def write_round(
+        self, row: dict[str, Any], histograms: dict[str, np.ndarray] | None = None
+    ) -> None:
+        """Every numeric field of `row` as `metrics/<key>` at step `row["round"]`.
+
+        `round` itself is the step, not a scalar. `histograms` maps full tag names
+        (e.g. `updates/client_norms`) to arrays of any shape.
+        """
+        if self._closed:
+            raise RuntimeError("TensorBoardWriter is closed")
+        step = row.get("round")
+        if not _is_number(step):
+            raise ValueError(f"metrics row has no numeric 'round' (got {step!r})")
+        tf = self._tf
+        step = int(step)
+        with self._writer.as_default(step=step):
+            for key, value in row.items():
+                if key == "round" or not _is_number(value):
+                    continue
+                tf.summary.write(
+                    SCALAR_PREFIX + key,
+                    tf.constant(float(value), dtype=tf.float32),
+                    step=step,
+                    metadata=self._scalar_md,
+                )
+            for tag, values in (histograms or {}).items():
+                tf.summary.write(
+                    tag,
+                    tf.constant(histogram_buckets(values), dtype=tf.float64),
+                    step=step,
+                    metadata=self._histogram_md,
+                )
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and release the event file; further writes raise."""
+        if not self._closed:
+            self._writer.flush()
+            self._writer.close()
+            self._closed = True
+
+    def __enter__(self) -> TensorBoardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_scalars(log_dir: Path, tag: str) -> dict[int, float]:
+    """{step: value} of scalar `tag` across the event files in `log_dir` (later wins).
+
+    Uses TensorFlow's own record reader and Event proto, so tests and docs need no
+    `tensorboard` package. TF2 summaries store scalars as tensors (float32, so 0.1
+    reads back as 0.100000001); TF1-style `simple_value`s are read too.
+    """
+    tf = import_tensorflow()
+    from tensorflow.core.util import event_pb2
+
+    out: dict[int, float] = {}
+    for path in sorted(Path(log_dir).glob("**/events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag != tag:
+                    continue
+                if value.HasField("tensor"):
+                    out[int(event.step)] = float(tf.make_ndarray(value.tensor).reshape(()))
+                elif value.HasField("simple_value"):
+                    out[int(event.step)] = float(value.simple_value)
+    return out

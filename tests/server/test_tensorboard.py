@@ -1,0 +1,78 @@
+"""TensorBoard event files written with TensorFlow alone read back per round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+
+
+def _rows():
+    return [
+        {"round": 1, "accuracy": 0.25, "loss": 2.0, "failures": 0, "note": "x"},
+        {"round": 2, "accuracy": 0.5, "loss": None, "failures": 1, "evaluated": True},
+        {"round": 3, "accuracy": 0.75, "loss": 0.5, "failures": 0},
+    ]
+
+
+def test_scalars_read_back_for_every_round(tmp_path):
+    from server.tensorboard import TensorBoardWriter, read_scalars
+
+    with TensorBoardWriter(tmp_path / "tb") as writer:
+        for row in _rows():
+            writer.write_round(row)
+        # flushed after each round: readable before close
+        assert read_scalars(tmp_path / "tb", "metrics/accuracy") == pytest.approx(
+            {1: 0.25, 2: 0.5, 3: 0.75}
+        )
+    assert read_scalars(tmp_path / "tb", "metrics/loss") == pytest.approx({1: 2.0, 3: 0.5})
+    assert read_scalars(tmp_path / "tb", "metrics/failures") == {1: 0.0, 2: 1.0, 3: 0.0}
+    # bools, strings and the step itself are not scalars
+    for tag in ("metrics/evaluated", "metrics/note", "metrics/round"):
+        assert read_scalars(tmp_path / "tb", tag) == {}
+
+
+def test_histograms_are_written_as_bucket_tensors(tmp_path):
+    from learning.tf_import import import_tensorflow
+    from server.tensorboard import TensorBoardWriter
+
+    tf = import_tensorflow()  # quietly, before any other tensorflow import
+    from tensorflow.core.util import event_pb2
+
+    writer = TensorBoardWriter(tmp_path)
+    rng = np.random.default_rng(0)
+    writer.write_round(
+        {"round": 1, "accuracy": 0.1},
+        histograms={
+            "updates/client_norms": rng.random(10),
+            "updates/empty": np.array([]),
+            "updates/constant": np.full((2, 3), 4.0),
+            "updates/with_nan": np.array([1.0, np.nan, np.inf, 2.0]),
+        },
+    )
+    writer.close()
+    writer.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        writer.write_round({"round": 2})
+    shapes = {}
+    for path in tmp_path.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            for value in event_pb2.Event.FromString(record.numpy()).summary.value:
+                if value.tag.startswith("updates/"):
+                    assert value.metadata.plugin_data.plugin_name == "histograms"
+                    buckets = tf.make_ndarray(value.tensor)
+                    shapes[value.tag] = (buckets.shape, buckets[:, 2].sum())
+    assert shapes["updates/client_norms"] == ((30, 3), 10)
+    assert shapes["updates/empty"] == ((0, 3), 0)
+    assert shapes["updates/constant"] == ((30, 3), 6)
+    assert shapes["updates/with_nan"] == ((30, 3), 2)
+
+
+def test_row_without_round_is_refused(tmp_path):
+    from server.tensorboard import TensorBoardWriter
+
+    writer = TensorBoardWriter(tmp_path)
+    with pytest.raises(ValueError, match="round"):
+        writer.write_round({"accuracy": 0.5})
+    writer.close()
