@@ -42,7 +42,7 @@ def partition_id_for(extras: dict, context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
-def local_train_config(cfg: ExperimentConfig) -> LocalTrainConfig:
+def local_train_config(cfg: ExperimentConfig, server_round: int = 1) -> LocalTrainConfig:
     t = cfg.train
     mu = {"fedprox": cfg.strategy.proximal_mu, "feddyn": cfg.strategy.feddyn_alpha}.get(
         cfg.strategy.strategy, 0.0
@@ -50,7 +50,7 @@ def local_train_config(cfg: ExperimentConfig) -> LocalTrainConfig:
     return LocalTrainConfig(
         epochs=t.local_epochs,
         batch_size=t.batch_size,
-        lr=t.lr,
+        lr=t.lr * t.lr_decay ** max(0, server_round - 1),
         optimizer=t.optimizer,
         momentum=t.momentum,
         weight_decay=t.weight_decay,
@@ -77,7 +77,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         weights,
         to_float_images(x),
         y,
-        local_train_config(cfg),
+        local_train_config(cfg, server_round),
         rng,
         correction=state.correction if state else None,
     )

@@ -53,7 +53,9 @@ def scaffold(cfg: ExperimentConfig, pid: int, rnd: int, msg: Message, x: Arrays)
     c_i = _arrays(store.load(pid, before_round=rnd), "c", x)
 
     def finish(y: Arrays, steps: int) -> dict[str, Arrays]:
-        c_plus = scaffold_client_control(c_i, c, x, y, steps, cfg.train.lr)
+        c_plus = scaffold_client_control(
+            c_i, c, x, y, steps, cfg.train.lr * cfg.train.lr_decay ** max(0, rnd - 1)
+        )
         store.save(pid, {f"c{i}": v for i, v in enumerate(c_plus)}, server_round=rnd)
         return {SCAFFOLD_DC_KEY: [a - b for a, b in zip(c_plus, c_i, strict=True)]}
 

@@ -46,9 +46,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = _k("cnn", "model name", choices=MODEL_NAMES)
-    local_epochs: int = _k(2, "local epochs per round", min=1)
+    local_epochs: int = _k(1, "local epochs per round", min=1)
     batch_size: int = _k(32, "local batch size", min=1)
-    lr: float = _k(0.05, "client learning rate", gt=0.0)
+    lr: float = _k(0.1, "client learning rate", gt=0.0)
+    lr_decay: float = _k(0.98, "client lr multiplied by this every round", gt=0.0, max=1.0)
     optimizer: str = _k("sgd", "client optimiser", choices=OPTIMIZER_NAMES)
     momentum: float = _k(0.0, "SGD momentum (reset for every client update)", min=0.0, lt=1.0)
     weight_decay: float = _k(0.0, "L2 weight decay", min=0.0)
@@ -57,7 +58,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FederationConfig:
-    rounds: int = _k(25, "federated rounds", min=1)
+    rounds: int = _k(60, "federated rounds", min=1)
     num_clients: int = _k(100, "registered clients (data partitions)", min=1)
     clients_per_round: int = _k(10, "clients sampled each round", min=1)
     seed: int = _k(0, "seed for data split, initial model, sampling and shuffling", min=0)
@@ -186,6 +187,7 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
         ("min", lambda v, b: v >= b, ">="),
         ("gt", lambda v, b: v > b, ">"),
         ("lt", lambda v, b: v < b, "<"),
+        ("max", lambda v, b: v <= b, "<="),
     ):
         if rule in m and not ok(value, m[rule]):
             raise ConfigError(f"config key {key!r} must be {text} {m[rule]}, got {value!r}")

@@ -33,24 +33,28 @@ class LoopResult:
 
 
 def _stamp(messages: list[Message], partition_ids: list[int], round_: int) -> list[Message]:
-    """One message per slot, each naming the logical client it trains as.
+    """One message per sampled client, dealt round-robin over the execution slots.
 
-    Strategies share one RecordDict across their messages; we build a fresh one per
-    message (same arrays, a copied config) instead of mutating theirs.
+    The strategy built one message per slot; all of Flower's strategies (and ours) give
+    every node the same content, so each client's message reuses its slot's records
+    with a copied config naming the client. The strategy's records are never mutated.
     """
-    out = []
+    if not messages:
+        return []
     ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
-    for msg, pid in zip(ordered, partition_ids, strict=False):
+    out = []
+    for i, pid in enumerate(partition_ids):
+        template = ordered[i % len(ordered)]
         content = RecordDict()
-        for key, record in msg.content.items():
+        for key, record in template.content.items():
             if isinstance(record, ConfigRecord):
                 record = ConfigRecord({**record, "partition-id": pid, "server-round": round_})
             content[key] = record
         out.append(
             Message(
                 content=content,
-                dst_node_id=msg.metadata.dst_node_id,
-                message_type=msg.metadata.message_type,
+                dst_node_id=template.metadata.dst_node_id,
+                message_type=template.metadata.message_type,
             )
         )
     return out

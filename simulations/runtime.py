@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +67,50 @@ def simulate(
     on_round: RoundObserver | None = None,
     ray_address: str | None = None,
     verbose: bool = False,
-    client_app: Any = None,
 ) -> dict[str, Any]:
-    """Run the experiment in Flower's simulation runtime; returns the summary.
+    """Run the experiment in Flower's simulation runtime; returns the summary."""
+    from clients.app import app as client_app
+    from server.app import build_server_app
 
-    `client_app` replaces perennial's ClientApp (the perf benchmark passes a
-    quickstart-style one to compare both on the same runtime).
+    results: dict[str, Any] = {}
+
+    def make_server(num_slots: int):
+        return build_server_app(
+            cfg, run_dir, on_round=on_round, results=results, num_slots=num_slots
+        )
+
+    run_apps(cfg, make_server, client_app, ray_address=ray_address, verbose=verbose)
+    if not results:
+        raise SimulationError("simulation ended without results; rerun with --verbose")
+    return results
+
+
+def run_apps(
+    cfg: ExperimentConfig,
+    make_server: Callable[[int], Any],
+    client_app: Any,
+    ray_address: str | None = None,
+    verbose: bool = False,
+    num_supernodes: int | None = None,
+) -> None:
+    """Start Ray, then run `make_server(num_slots)` with `client_app` on Flower's runtime.
+
+    By default the runtime gets one SuperNode per Ray worker (execution slots); the perf
+    benchmark's quickstart baseline passes `num_supernodes` to get Flower's usual one
+    SuperNode per client.
     """
     from learning.tf_import import import_tensorflow
 
     import_tensorflow()  # Flower's simulation module imports TensorFlow if present: mute it
     from flwr.simulation import run_simulation
 
-    from server.app import build_server_app
-
-    if client_app is None:
-        from clients.app import app as client_app
-
     ray_address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if cfg.runtime.gpus_per_client == 0:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU run: no GPU probing
-    num_slots = cfg.federation.clients_per_round
-    results: dict[str, Any] = {}
-    server_app = build_server_app(
-        cfg, run_dir, on_round=on_round, results=results, num_slots=num_slots
-    )
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    config = backend_config(cfg, ray_address)
+    workers = start_ray(cfg, config["init_args"])
+    num_slots = num_supernodes or min(cfg.federation.clients_per_round, workers)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     if not verbose:
@@ -99,10 +119,10 @@ def simulate(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run_simulation(
-                server_app=server_app,
+                server_app=make_server(num_slots),
                 client_app=client_app,
                 num_supernodes=num_slots,
-                backend_config=backend_config(cfg, ray_address),
+                backend_config=config,
                 verbose_logging=verbose,
             )
     except PerennialError:
@@ -111,9 +131,49 @@ def simulate(
         raise SimulationError(f"simulation runtime failed: {_root_cause(exc)}") from exc
     finally:
         flwr_logger.setLevel(level)
-    if not results:
-        raise SimulationError("simulation ended without results; rerun with --verbose")
-    return results
+
+
+def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any]) -> int:
+    """Start (or join) Ray ourselves and return how many workers it can host.
+
+    Flower's backend skips `ray.init` when Ray is already up, so starting it here lets
+    us size the execution slots to the real worker count, local or on a cluster.
+    """
+    import sys
+
+    import ray
+
+    if not ray.is_initialized():
+        pythonpath = os.pathsep.join(p for p in sys.path if p)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = init_args.get("address", "local")
+            raise SimulationError(
+                f"cannot start or reach Ray at {where!r}: {str(exc).splitlines()[0]}; "
+                "check --ray-address / RAY_ADDRESS"
+            ) from None
+    rt = cfg.runtime
+    workers = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        res = node.get("Resources", {})
+        fits = int(res.get("CPU", 0) // rt.cpus_per_client)
+        if rt.gpus_per_client > 0:
+            fits = min(fits, int(res.get("GPU", 0) // rt.gpus_per_client))
+        workers += fits
+    if rt.num_workers:
+        workers = min(workers, rt.num_workers)
+    if workers < 1:
+        ray.shutdown()
+        raise SimulationError(
+            f"no Ray node can host a worker with cpus-per-client={rt.cpus_per_client} and "
+            f"gpus-per-client={rt.gpus_per_client}; lower them"
+        )
+    return workers
 
 
 class SimulationError(PerennialError):

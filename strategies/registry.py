@@ -73,7 +73,8 @@ STRATEGIES: dict[str, Builder] = {
     "multikrum": lambda c, n: fl.MultiKrum(
         **_common(n),
         num_malicious_nodes=_byzantine(c),
-        num_nodes_to_select=c.strategy.num_to_keep or max(1, n - 2 * _byzantine(c) - 2),
+        num_nodes_to_select=c.strategy.num_to_keep
+        or max(1, c.federation.clients_per_round - 2 * _byzantine(c) - 2),
     ),
     "bulyan": lambda c, n: fl.Bulyan(**_common(n), num_malicious_nodes=_byzantine(c)),
     "scaffold": lambda c, n: Scaffold(
