@@ -78,37 +78,56 @@ class Trainer:
         self._momentum = tf.Variable(0.0, trainable=False)
         self._wd = tf.Variable(0.0, trainable=False)
         self._mu = tf.Variable(0.0, trainable=False)
-        self._adam = tf.Variable(False, trainable=False)
         shape = [None, *input_shape]
-        spec = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64))
-        self._train_step = tf.function(self._step, input_signature=spec)
+        self._spec = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64))
+        self._steps: dict[tuple[bool, ...], object] = {}
         self._predict = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=(tf.TensorSpec(shape, tf.float32),),
         )
 
-    # Traced once per process; the Python body runs only while tracing.
-    def _step(self, x, y):
+    def _step_for(self, mode: tuple[bool, bool, bool, bool, bool]):
+        """The compiled step for (proximal, correction, decay, momentum, adam).
+
+        One graph per combination actually used, each traced once: plain SGD pays for
+        no proximal, correction or momentum arithmetic over the weights.
+        """
+        if mode not in self._steps:
+            self._steps[mode] = self.tf.function(
+                lambda x, y: self._step(x, y, *mode), input_signature=self._spec
+            )
+        return self._steps[mode]
+
+    # The Python body runs only while tracing (once per mode and process).
+    def _step(self, x, y, prox: bool, corr: bool, decay: bool, momentum: bool, adam: bool):
         tf = self.tf
         self.trace_count += 1
         with tf.GradientTape() as tape:
             probs = self.model(x, training=True)
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, probs))
         grads = tape.gradient(loss, self._vars)
-        self._t.assign_add(1.0)
-        for w, g, a, c, m, v in zip(
-            self._vars, grads, self._anchor, self._correction, self._m, self._v, strict=True
-        ):
-            g = g + self._mu * (w - a) + c + self._wd * w
-            if self._adam:
+        if adam:
+            self._t.assign_add(1.0)
+        for i, (w, g) in enumerate(zip(self._vars, grads, strict=True)):
+            if prox:
+                g = g + self._mu * (w - self._anchor[i])
+            if corr:
+                g = g + self._correction[i]
+            if decay:
+                g = g + self._wd * w
+            if adam:
+                m, v = self._m[i], self._v[i]
                 m.assign(0.9 * m + 0.1 * g)
                 v.assign(0.999 * v + 0.001 * tf.square(g))
                 m_hat = m / (1.0 - tf.pow(0.9, self._t))
                 v_hat = v / (1.0 - tf.pow(0.999, self._t))
                 w.assign_sub(self._lr * m_hat / (tf.sqrt(v_hat) + 1e-7))
-            else:
+            elif momentum:
+                m = self._m[i]
                 m.assign(self._momentum * m + g)
                 w.assign_sub(self._lr * m)
+            else:
+                w.assign_sub(self._lr * g)
         hits = tf.cast(tf.equal(tf.argmax(probs, axis=1), y), tf.float32)
         return loss, tf.reduce_sum(hits)
 
@@ -129,19 +148,29 @@ class Trainer:
     ) -> TrainResult:
         """Train from `weights` on (x, y); x float32 (N,H,W,C), y int64 (N,)."""
         self.set_weights(weights)
-        trainable = [np.asarray(v) for v in self._vars]
-        for a, w in zip(self._anchor, trainable, strict=True):
-            a.assign(w)
-        for i, c in enumerate(self._correction):
-            c.assign(correction[i] if correction is not None else np.zeros(c.shape, np.float32))
-        for s in (*self._m, *self._v):
-            s.assign(self.tf.zeros_like(s))
+        adam = cfg.optimizer == "adam"
+        mode = (
+            cfg.proximal_mu > 0,
+            correction is not None,
+            cfg.weight_decay > 0,
+            cfg.momentum > 0 and not adam,
+            adam,
+        )
+        if mode[0]:
+            for a, w in zip(self._anchor, self._vars, strict=True):
+                a.assign(w)
+        if mode[1]:
+            for c, value in zip(self._correction, correction, strict=True):
+                c.assign(value)
+        if mode[3] or adam:
+            for s in (*self._m, *self._v):
+                s.assign(self.tf.zeros_like(s))
         self._t.assign(0.0)
         self._lr.assign(cfg.lr)
         self._momentum.assign(cfg.momentum)
         self._wd.assign(cfg.weight_decay)
         self._mu.assign(cfg.proximal_mu)
-        self._adam.assign(cfg.optimizer == "adam")
+        step = self._step_for(mode)
         n = len(y)
         steps, loss_sum, hits, seen = 0, 0.0, 0.0, 0
         bs = max(1, cfg.batch_size)
@@ -151,7 +180,7 @@ class Trainer:
                 if cfg.max_steps and steps >= cfg.max_steps:
                     break
                 idx = order[start : start + bs]
-                loss, h = self._train_step(x[idx], y[idx])
+                loss, h = step(x[idx], y[idx])
                 steps += 1
                 loss_sum += float(loss) * len(idx)
                 hits += float(h)
