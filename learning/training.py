@@ -86,16 +86,35 @@ class Trainer:
             input_signature=(tf.TensorSpec(shape, tf.float32),),
         )
 
-    def _step_for(self, mode: tuple[bool, bool, bool, bool, bool]):
-        """The compiled step for (proximal, correction, decay, momentum, adam).
+    def _epoch_for(self, mode: tuple[bool, bool, bool, bool, bool]):
+        """The compiled epoch for (proximal, correction, decay, momentum, adam).
 
-        One graph per combination actually used, each traced once: plain SGD pays for
-        no proximal, correction or momentum arithmetic over the weights.
+        One graph per update rule actually used, each traced once per process: plain
+        SGD pays for no proximal, correction or momentum arithmetic over the weights.
+        The batch loop runs inside the graph, so a client update is one call per epoch.
         """
         if mode not in self._steps:
-            self._steps[mode] = self.tf.function(
-                lambda x, y: self._step(x, y, *mode), input_signature=self._spec
+            tf = self.tf
+            spec = (
+                *self._spec,
+                tf.TensorSpec([None], tf.int32),  # permutation of the shard
+                tf.TensorSpec([], tf.int32),  # batch size
+                tf.TensorSpec([], tf.int32),  # most batches to run
             )
+
+            def epoch(x, y, perm, batch_size, max_batches):
+                n = tf.shape(perm)[0]
+                num_batches = tf.minimum((n + batch_size - 1) // batch_size, max_batches)
+                loss_sum = tf.constant(0.0)
+                hits = tf.constant(0.0)
+                for b in tf.range(num_batches):
+                    idx = perm[b * batch_size : tf.minimum((b + 1) * batch_size, n)]
+                    loss, h = self._step(tf.gather(x, idx), tf.gather(y, idx), *mode)
+                    loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
+                    hits += h
+                return loss_sum, hits, num_batches
+
+            self._steps[mode] = tf.function(epoch, input_signature=spec)
         return self._steps[mode]
 
     # The Python body runs only while tracing (once per mode and process).
@@ -170,21 +189,21 @@ class Trainer:
         self._momentum.assign(cfg.momentum)
         self._wd.assign(cfg.weight_decay)
         self._mu.assign(cfg.proximal_mu)
-        step = self._step_for(mode)
+        epoch = self._epoch_for(mode)
         n = len(y)
         steps, loss_sum, hits, seen = 0, 0.0, 0.0, 0
         bs = max(1, cfg.batch_size)
+        xt, yt = self.tf.convert_to_tensor(x), self.tf.convert_to_tensor(y)
         for _ in range(cfg.epochs):
-            order = rng.permutation(n)
-            for start in range(0, n, bs):
-                if cfg.max_steps and steps >= cfg.max_steps:
-                    break
-                idx = order[start : start + bs]
-                loss, h = step(x[idx], y[idx])
-                steps += 1
-                loss_sum += float(loss) * len(idx)
-                hits += float(h)
-                seen += len(idx)
+            budget = cfg.max_steps - steps if cfg.max_steps else 2**30
+            if budget <= 0 or n == 0:
+                break
+            order = rng.permutation(n).astype(np.int32)
+            ls, h, nb = epoch(xt, yt, order, np.int32(bs), np.int32(budget))
+            steps += int(nb)
+            loss_sum += float(ls)
+            hits += float(h)
+            seen += min(n, int(nb) * bs)
         return TrainResult(
             weights=self.get_weights(),
             num_examples=n,
