@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import psutil
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -89,6 +90,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "train-accuracy": float(result.accuracy),
             "partition-id": pid,
             "train-seconds": time.perf_counter() - started,
+            "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
         }
     )
     content = RecordDict({"arrays": ArrayRecord(result.weights), "metrics": metrics})

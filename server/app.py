@@ -5,18 +5,21 @@ instance with the resolved config, run directory and a progress observer.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
 from server.evaluation import CentralEvaluator
-from server.loop import RoundObserver, run_rounds
+from server.loop import run_rounds
 from server.plots import plot_accuracy, plot_partition
 from server.run_dir import RunRecorder, prepare_run_dir
+from server.tensorboard import TensorBoardWriter
 
 
 def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentConfig) -> dict:
@@ -42,7 +45,7 @@ def run_experiment(
     cfg: ExperimentConfig,
     run_dir: Path,
     num_slots: int,
-    on_round: RoundObserver | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train, record every round into `run_dir`, write summary and plots."""
     started = time.perf_counter()
@@ -52,13 +55,18 @@ def run_experiment(
     ds = dataset_for(cfg)
     plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
     evaluator = CentralEvaluator(cfg)
+    board = TensorBoardWriter(run_dir / "tensorboard")
 
-    def record(row: dict[str, Any]) -> None:
+    def record(row: dict[str, Any], histograms: dict[str, np.ndarray]) -> None:
         recorder.append_metrics(row)
+        board.write_round(row, {f"updates/{k}": v for k, v in histograms.items()})
         if on_round is not None:
             on_round(row)
 
-    result = run_rounds(grid, cfg, evaluator, num_slots, on_round=record)
+    try:
+        result = run_rounds(grid, cfg, evaluator, num_slots, on_round=record)
+    finally:
+        board.close()
     summary = summarise(result.rows, time.perf_counter() - started, cfg)
     recorder.write_summary(summary)
     plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
@@ -68,7 +76,7 @@ def run_experiment(
 def build_server_app(
     cfg: ExperimentConfig | None = None,
     run_dir: Path | None = None,
-    on_round: RoundObserver | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
     results: dict | None = None,
     num_slots: int | None = None,
 ) -> ServerApp:

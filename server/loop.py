@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
+from server.health import update_health
 from server.sampling import sample_clients
 from strategies.registry import build_strategy
 
-RoundObserver = Callable[[dict[str, Any]], None]
+# Called after every round with the metrics row and histogram data (name -> values).
+RoundObserver = Callable[[dict[str, Any], dict[str, np.ndarray]], None]
 
 
 @dataclass
@@ -101,12 +104,16 @@ def run_rounds(
         good = [m for m in replies if not m.has_error()]
         useful = [m for m in good if int(m.content["metrics"]["num-examples"]) > 0]
         received = sum(_nbytes(m.content) for m in good)
+        before = arrays.to_numpy_ndarrays()
         new_arrays, _ = strategy.aggregate_train(rnd, useful) if useful else (None, None)
         if new_arrays is not None:
             arrays = new_arrays
         t2 = time.perf_counter()
         row: dict[str, Any] = {"round": rnd}
         weights = arrays.to_numpy_ndarrays()
+        health, norms = update_health(
+            before, weights, [m.content["arrays"].to_numpy_ndarrays for m in good]
+        )
         if rnd % fed.eval_every == 0 or rnd == fed.rounds:
             loss, acc = evaluate(weights)
             row.update(accuracy=acc, loss=loss)
@@ -114,6 +121,7 @@ def run_rounds(
             row.update(accuracy=None, loss=None)
         t3 = time.perf_counter()
         row.update(_train_stats(good))
+        row.update(health)
         row.update(
             clients=len(pids),
             replies=len(good),
@@ -128,7 +136,7 @@ def run_rounds(
         )
         result.rows.append(row)
         if on_round is not None:
-            on_round(row)
+            on_round(row, {"client_update_norms": norms})
     result.weights = arrays.to_numpy_ndarrays()
     result.wall_seconds = time.perf_counter() - started
     return result
@@ -142,15 +150,18 @@ def _train_stats(replies: list[Message]) -> dict[str, Any]:
     n = np.array([float(x["num-examples"]) for x in m])
     w = n / n.sum() if n.sum() > 0 else np.full(len(n), 1 / len(n))
     secs = np.array([float(x["train-seconds"]) for x in m])
-    slowest = int(np.argmax(secs))
+    slowest = np.argsort(-secs, kind="stable")[:3]
+    rss = [float(x["worker-rss-mb"]) for x in m if "worker-rss-mb" in x]
     return {
         "train_loss": float(np.dot(w, [float(x["train-loss"]) for x in m])),
         "train_accuracy": float(np.dot(w, [float(x["train-accuracy"]) for x in m])),
         "client_seconds_median": round(float(np.median(secs)), 4),
         "client_seconds_p90": round(float(np.percentile(secs, 90)), 4),
         "client_seconds_max": round(float(secs.max()), 4),
-        "slowest_client": int(m[slowest]["partition-id"]),
+        "slowest_clients": [int(m[i]["partition-id"]) for i in slowest],
         "examples": int(n.sum()),
+        "workers_rss_mb": round(max(rss), 1) if rss else None,
+        "server_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
     }
 
 

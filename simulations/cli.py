@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = simulate(
             cfg, out, on_round=progress, ray_address=args.ray_address, verbose=args.verbose
         )
+    _write_report([out], out / "report.html")
     _print_summary(summary, out)
     return 0
 
@@ -97,6 +98,39 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid, write_tables
+
+    grid = load_grid(args.grid)
+    out = Path(args.out or Path("bench-out") / Path(args.grid).stem)
+    preflight(ExperimentConfig.from_flat(grid.cells[0].values))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"perennial: bench directory {out} ({len(grid.cells)} cells)", flush=True)
+    run_grid(grid, out, ray_address=args.ray_address, quiet=args.quiet)
+    table = summarise_grid(grid, out)
+    write_tables(table, out, grid.target_accuracy)
+    plot_grid(grid, out)
+    _write_report(sorted((out / "cells").iterdir()), out / "report.html")
+    print((out / "results.md").read_text())
+    print(f"results: {out}/results.md, results.csv, accuracy.png, report.html")
+    return 0
+
+
+def _write_report(run_dirs: list[Path], path: Path) -> None:
+    from simulations.report import write_report
+
+    write_report([d for d in run_dirs if (d / "metrics.jsonl").exists()], path)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from simulations.report import write_report
+
+    out = Path(args.out)
+    write_report([Path(d) for d in args.run_dirs], out)
+    print(f"report: {out}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     defaults = ExperimentConfig().to_flat()
     for key, (section, f) in key_spec().items():
@@ -132,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--repeats", type=int, default=1, help="repeat and report medians")
     perf.add_argument("--json", help="also write the figures to this JSON file")
     perf.set_defaults(func=cmd_perf)
+    bench = sub.add_parser("bench", help="run a grid of experiments and compare them")
+    bench.add_argument("grid", help="grid TOML file (see simulations/experiments/)")
+    bench.add_argument("--out", help="bench directory (default bench-out/<grid name>)")
+    bench.add_argument("--ray-address", help="existing Ray cluster (else RAY_ADDRESS or local)")
+    bench.add_argument("--quiet", action="store_true", help="no per-cell lines")
+    bench.set_defaults(func=cmd_bench)
+    report = sub.add_parser("report", help="one HTML page comparing run directories")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", default="report.html", help="HTML file to write")
+    report.set_defaults(func=cmd_report)
     keys = sub.add_parser("keys", help="list config keys with defaults")
     keys.set_defaults(func=cmd_keys)
     return p

@@ -20,7 +20,6 @@ from typing import Any
 from learning.config import ExperimentConfig
 from learning.errors import PerennialError
 from learning.training import cpu_count
-from server.loop import RoundObserver
 
 
 def backend_config(cfg: ExperimentConfig, ray_address: str | None = None) -> dict[str, Any]:
@@ -64,7 +63,7 @@ def _visible_gpus() -> int:
 def simulate(
     cfg: ExperimentConfig,
     run_dir: Path,
-    on_round: RoundObserver | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
     ray_address: str | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:

@@ -1,0 +1,289 @@
+"""`perennial bench GRID.toml`: every cell of a grid, resumable, one comparison table.
+
+A grid file has three parts:
+
+```toml
+[base]                      # experiment keys shared by every cell
+rounds = 20
+[axes]                      # keys to cross; each a list of values
+partition = ["iid", "dirichlet"]
+seed = [0, 1]
+[[variant]]                 # the rows being compared (strategies with their params)
+name = "fedprox-0.1"        # optional label (default: the strategy name)
+strategy = "fedprox"
+proximal-mu = 0.1
+[bench]
+target-accuracy = 0.8       # for "rounds to reach target"
+```
+
+Each cell runs in `OUT/cells/<label>/` and counts as finished once its `summary.json`
+exists, so a killed bench started again runs only the unfinished cells (a partial
+cell directory is cleared first). Results are aggregated over `seed` (mean +- std).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+import statistics
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learning.config import ExperimentConfig
+from learning.errors import ConfigError
+from server.run_dir import read_metrics, write_atomic
+from strategies.registry import check_strategy_name
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: str
+    axes: tuple[tuple[str, Any], ...]  # non-seed axis values, in grid order
+    seed: int | None
+    values: dict[str, Any]  # full flat config of the cell
+
+    @property
+    def label(self) -> str:
+        parts = [self.variant] + [f"{k}-{v}" for k, v in self.axes]
+        parts = [p.replace("#", "").replace("=", "") for p in parts]
+        if self.seed is not None:
+            parts.append(f"seed-{self.seed}")
+        return "__".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
+
+    @property
+    def group(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.axes) or "all"
+
+
+@dataclass(frozen=True)
+class Grid:
+    cells: list[Cell]
+    target_accuracy: float
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Parse and validate a grid file; every cell's config is checked before any runs."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"grid file {str(p)!r} not found; pass an existing TOML file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"grid file {str(p)!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"base", "axes", "variant", "bench"}
+    if unknown:
+        raise ConfigError(
+            f"grid file {str(p)!r}: unknown section {sorted(unknown)[0]!r}; "
+            "expected [base], [axes], [[variant]], [bench]"
+        )
+    base = data.get("base", {})
+    axes = data.get("axes", {})
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid axis {key!r} must be a non-empty list, got {values!r}")
+    variants = data.get("variant") or [{}]
+    bench = data.get("bench", {})
+    target = bench.get("target-accuracy", 0.8)
+    if not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ConfigError(f"[bench] target-accuracy must be in (0, 1], got {target!r}")
+    seeds = axes.get("seed")
+    other = [(k, v) for k, v in axes.items() if k != "seed"]
+    cells: list[Cell] = []
+    names: set[str] = set()
+    for variant in variants:
+        params = {k: v for k, v in variant.items() if k != "name"}
+        name = str(variant.get("name") or params.get("strategy") or base.get("strategy", "fedavg"))
+        if name in names:
+            raise ConfigError(f"grid variant name {name!r} appears twice; give each a name")
+        names.add(name)
+        for combo in itertools.product(*[vals for _, vals in other]) if other else [()]:
+            chosen = [_axis_value(k, v) for (k, _), v in zip(other, combo, strict=True)]
+            fixed = tuple((k, label) for (k, _), (label, _) in zip(other, chosen, strict=True))
+            overrides = {key: val for _, keys in chosen for key, val in keys.items()}
+            for seed in seeds or [None]:
+                values = {**base, **overrides, **params}
+                if seed is not None:
+                    values["seed"] = seed
+                cfg = ExperimentConfig.from_flat(values)  # fail before anything runs
+                check_strategy_name(cfg.strategy.strategy)
+                cells.append(Cell(name, fixed, seed, values))
+    return Grid(cells, float(target))
+
+
+def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:
+    """An axis value is a plain value of `key`, or a table of keys with an optional name.
+
+    `partition = ["iid", {name = "#C=2", partition = "classes", classes-per-client = 2}]`
+    """
+    if isinstance(value, dict):
+        keys = {k: v for k, v in value.items() if k != "name"}
+        return str(value.get("name") or "-".join(str(v) for v in keys.values())), keys
+    return str(value), {key: value}
+
+
+def is_finished(cell_dir: Path) -> bool:
+    return (cell_dir / "summary.json").is_file()
+
+
+def run_grid(grid: Grid, out: Path, ray_address: str | None = None, quiet: bool = False) -> None:
+    """Run every unfinished cell in order; finished ones are skipped."""
+    from simulations.progress import RoundProgress
+    from simulations.runtime import simulate
+
+    cells_dir = out / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in grid.cells if not is_finished(cells_dir / c.label)]
+    done = len(grid.cells) - len(todo)
+    if done and not quiet:
+        print(f"bench: {done} of {len(grid.cells)} cells already finished; skipping them")
+    for i, cell in enumerate(todo, start=1):
+        cell_dir = cells_dir / cell.label
+        if cell_dir.exists():
+            shutil.rmtree(cell_dir)  # a cell interrupted mid-run starts over
+        cell_dir.mkdir(parents=True)
+        cfg = ExperimentConfig.from_flat(cell.values)
+        if not quiet:
+            print(f"bench: cell {done + i}/{len(grid.cells)} {cell.label}", flush=True)
+        with RoundProgress(cfg.federation.rounds, quiet=True) as progress:
+            simulate(cfg, cell_dir, on_round=progress, ray_address=ray_address)
+
+
+def _rounds_to(rows: list[dict[str, Any]], target: float) -> int | None:
+    for r in rows:
+        if r.get("accuracy") is not None and r["accuracy"] >= target:
+            return int(r["round"])
+    return None
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
+    """One row per (variant, non-seed axes): means and stds over seeds."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in grid.cells:
+        groups.setdefault((cell.variant, cell.group), []).append(cell)
+    table = []
+    for (variant, group), cells in groups.items():
+        finals, bests, reach, sent, recv, wall = [], [], [], [], [], []
+        seeds_done = 0
+        for cell in cells:
+            cell_dir = out / "cells" / cell.label
+            if not is_finished(cell_dir):
+                continue
+            seeds_done += 1
+            summary = json.loads((cell_dir / "summary.json").read_text())
+            rows = read_metrics(cell_dir)
+            finals.append(summary["final_accuracy"])
+            bests.append(summary["best_accuracy"])
+            r = _rounds_to(rows, grid.target_accuracy)
+            if r is not None:
+                reach.append(r)
+            sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
+            recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
+            wall.append(summary["wall_seconds"])
+        fm, fs = _mean_std(finals)
+        bm, bs = _mean_std(bests)
+        table.append(
+            {
+                "variant": variant,
+                "group": group,
+                "seeds": seeds_done,
+                "final_mean": fm,
+                "final_std": fs,
+                "best_mean": bm,
+                "best_std": bs,
+                "rounds_to_target": statistics.fmean(reach) if reach else None,
+                "reached": f"{len(reach)}/{seeds_done}",
+                "mb_sent": statistics.fmean(sent) if sent else None,
+                "mb_received": statistics.fmean(recv) if recv else None,
+                "wall_seconds": statistics.fmean(wall) if wall else None,
+            }
+        )
+    table.sort(key=lambda r: (r["group"], -(r["final_mean"] or -1)))
+    return table
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
+
+
+def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
+    """`results.md` (ranked per group) and `results.csv`."""
+    lines = []
+    for group in dict.fromkeys(r["group"] for r in table):
+        lines += [
+            f"### {group}",
+            "",
+            f"| rank | variant | final acc % | best acc % | rounds to {100 * target:.0f}% "
+            "| MB sent | MB received | wall s | seeds |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        rows = [r for r in table if r["group"] == group]
+        for rank, r in enumerate(rows, start=1):
+            reach = (
+                f"{r['rounds_to_target']:.1f} ({r['reached']})"
+                if r["rounds_to_target"]
+                else (f"never ({r['reached']})")
+            )
+            fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            lines.append(
+                f"| {rank} | {r['variant']} | {_pct(r['final_mean'], r['final_std'])} | "
+                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {fmt(r['mb_sent'])} | "
+                f"{fmt(r['mb_received'])} | {fmt(r['wall_seconds'])} | {r['seeds']} |"
+            )
+        lines.append("")
+    write_atomic(out / "results.md", "\n".join(lines))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["variant"])
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def plot_grid(grid: Grid, out: Path) -> None:
+    """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = list(dict.fromkeys(c.group for c in grid.cells))
+    variants = list(dict.fromkeys(c.variant for c in grid.cells))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for ax, group in zip(axes[0], groups, strict=True):
+        for i, variant in enumerate(variants):
+            curves = []
+            for cell in grid.cells:
+                if cell.group == group and cell.variant == variant:
+                    rows = read_metrics(out / "cells" / cell.label)
+                    acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+                    if acc:
+                        curves.append(acc)
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            arr = np.array([c[:n] for c in curves])
+            x = np.arange(1, n + 1)
+            colour = cmap(i % 20)
+            ax.plot(x, arr.mean(axis=0), label=variant, color=colour, linewidth=1.4)
+            if len(curves) > 1:
+                ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=colour, alpha=0.15)
+        ax.set_title(group)
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,33 @@
+"""Update-health numbers on hand-made updates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.health import update_health
+
+
+def test_norms_cosines_and_nonfinite_counts():
+    x = [np.zeros(2), np.zeros(1)]
+    clients = [
+        [np.array([3.0, 0.0]), np.array([4.0])],  # update (3, 0, 4): norm 5
+        [np.array([3.0, 0.0]), np.array([4.0])],
+        [np.array([-3.0, 0.0]), np.array([np.nan])],  # NaN counted and zeroed: (-3, 0, 0)
+    ]
+    after = [np.array([1.0, 0.0]), np.array([0.0])]
+    h, norms = update_health(x, after, clients)
+    assert h["global_update_norm"] == pytest.approx(1.0)
+    assert h["nonfinite_values"] == 1
+    np.testing.assert_allclose(norms, [5.0, 5.0, 3.0])
+    mean = np.array([1.0, 0.0, 8.0 / 3.0])
+    assert h["client_cosine_to_mean_min"] == pytest.approx(-3.0 / (3.0 * np.linalg.norm(mean)))
+    assert h["client_update_norm_max"] == pytest.approx(5.0)
+
+
+def test_identical_updates_are_perfectly_aligned():
+    x = [np.zeros(3)]
+    clients = [[np.array([1.0, 2.0, 2.0])]] * 4
+    h, _ = update_health(x, clients[0], clients)
+    assert h["client_cosine_to_mean_mean"] == pytest.approx(1.0)
+    assert h["client_update_norm_std"] == pytest.approx(0.0)
