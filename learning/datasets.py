@@ -7,8 +7,12 @@ Normalisation happens later, in the client.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
+import json
+import os
 import pickle
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,11 +175,41 @@ def _load_idx_dir(name: str, directory: Path, class_names: tuple[str, ...] | Non
     return _make(name, *arrays, class_names, where=f"IDX files in {directory}")
 
 
+def _vendored_fashion_mnist() -> Path:
+    """Where the vendored files are: next to this module, else the installed copy.
+
+    Under `flwr run` the app's own copy of this package (a FAB, which carries only
+    source files) is imported first; the data then comes from the perennial-fl
+    installation (regular or editable) or from PERENNIAL_DATA_DIR.
+    """
+    here = importlib.resources.files("learning").joinpath("data", "fashion-mnist")
+    candidates = [Path(str(here))]
+    if os.environ.get("PERENNIAL_DATA_DIR"):
+        candidates.insert(0, Path(os.environ["PERENNIAL_DATA_DIR"]))
+    try:
+        dist = importlib.metadata.distribution("perennial-fl")
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        if direct.get("dir_info", {}).get("editable") and direct.get("url", "").startswith(
+            "file://"
+        ):
+            source = Path(urllib.parse.unquote(direct["url"][len("file://") :]))
+            candidates.append(source / "learning" / "data" / "fashion-mnist")
+        candidates.append(Path(str(dist.locate_file("learning/data/fashion-mnist"))))
+    except (importlib.metadata.PackageNotFoundError, ValueError, OSError):
+        pass
+    for directory in candidates:
+        if (directory / "train-labels-idx1-ubyte.gz").is_file():
+            return directory
+    raise DataError(
+        "vendored Fashion-MNIST not found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); reinstall perennial-fl or set PERENNIAL_DATA_DIR"
+    )
+
+
 def _fashion_mnist(path: str, image_size: int, color: str) -> Dataset:
     del path, image_size, color  # vendored and fixed-size
-    root = importlib.resources.files("learning").joinpath("data", "fashion-mnist")
-    with importlib.resources.as_file(root) as directory:
-        return _load_idx_dir("fashion-mnist", Path(directory), FASHION_MNIST_CLASSES)
+    return _load_idx_dir("fashion-mnist", _vendored_fashion_mnist(), FASHION_MNIST_CLASSES)
 
 
 def _idx(path: str, image_size: int, color: str) -> Dataset:

@@ -100,12 +100,17 @@ def build_server_app(
     return server_app
 
 
-def _wait_for_nodes(grid: Grid, minimum: int, timeout: float = 60.0) -> int:
-    """Nodes connected once `minimum` are, or after `timeout` (then use what is there)."""
+def _wait_for_nodes(grid: Grid, minimum: int, settle: float = 5.0, timeout: float = 60.0) -> int:
+    """Connected nodes once `minimum` are, or once the count has not changed for
+    `settle` seconds (Flower's local simulation defaults to 2 SuperNodes)."""
     deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
     while True:
         n = len(list(grid.get_node_ids()))
-        if n >= minimum or time.monotonic() > deadline:
+        now = time.monotonic()
+        if n != last:
+            last, since = n, now
+        if n >= minimum or (n > 0 and now - since >= settle) or now > deadline:
             return n
         time.sleep(0.5)
 

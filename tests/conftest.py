@@ -73,6 +73,14 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
         except ProcessLookupError:
             pass
     log.close()
+    # `ray start` records its address for later `ray.init()` calls to join; ours is gone,
+    # so remove the record (only if it is ours) lest other Ray users hang trying to join.
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip() == address:
+            current.unlink()
+    except OSError:
+        pass
 
 
 @pytest.fixture(scope="session", autouse=True)
