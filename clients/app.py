@@ -15,6 +15,7 @@ import psutil
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
 from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
 from learning.federated_data import client_shard, dataset_for
@@ -67,8 +68,16 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     pid = partition_id_for(extras, context)
     server_round = int(extras.get("server-round", 0))
     started = time.perf_counter()
+    seed, faults = cfg.federation.seed, cfg.attack
+    if fault_draw(seed, server_round, pid, "crash") < faults.fault_crash_prob:
+        raise RuntimeError(f"simulated crash of client {pid} in round {server_round}")
+    if fault_draw(seed, server_round, pid, "straggler") < faults.fault_straggler_prob:
+        time.sleep(faults.fault_straggler_delay)
     ds = dataset_for(cfg)
     x, y = client_shard(cfg, pid)
+    malicious = is_malicious(cfg, pid)
+    if malicious and faults.attack == "label-flip":
+        y = flip_labels(y, ds.num_classes)
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
     weights = msg.content["arrays"].to_numpy_ndarrays()
     rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
@@ -93,7 +102,15 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
         }
     )
-    content = RecordDict({"arrays": ArrayRecord(result.weights), "metrics": metrics})
+    sent = result.weights
+    if malicious:
+        noise = np.random.default_rng([seed, server_round, pid, 7005])
+        sent = poison_update(
+            faults.attack, weights, sent, faults.attack_scale, faults.attack_sigma, noise
+        )
+    if fault_draw(seed, server_round, pid, "nan") < faults.fault_nan_prob:
+        sent = [np.full_like(w, np.nan) for w in sent]
+    content = RecordDict({"arrays": ArrayRecord(sent), "metrics": metrics})
     if state is not None and result.num_steps > 0:
         for key, arrays in state.finish(result.weights, result.num_steps).items():
             content[key] = ArrayRecord(arrays)

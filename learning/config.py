@@ -21,6 +21,7 @@ PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
 DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
 MODEL_NAMES = ("cnn", "lenet", "mlp")
 OPTIMIZER_NAMES = ("sgd", "adam")
+ATTACK_NAMES = ("none", "label-flip", "sign-flip", "gaussian", "scaling", "alie", "free-ride")
 
 
 def _k(default: Any, help: str, **rules: Any) -> Any:
@@ -64,6 +65,21 @@ class FederationConfig:
     seed: int = _k(0, "seed for data split, initial model, sampling and shuffling", min=0)
     eval_every: int = _k(1, "evaluate the global model every N rounds", min=1)
     timeout: float = _k(3600.0, "seconds to wait for a round's replies", gt=0.0)
+    min_clients: int = _k(1, "good replies a round needs to aggregate", min=1)
+    too_few: str = _k("retry", "a round short of min-clients", choices=("retry", "skip"))
+    max_retries: int = _k(2, "redraws of a round short of min-clients", min=0)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    malicious_fraction: float = _k(0.0, "share of clients that attack", min=0.0, max=1.0)
+    attack: str = _k("none", "what malicious clients do", choices=ATTACK_NAMES)
+    attack_scale: float = _k(4.0, "sign-flip/scaling factor; ALIE z", gt=0.0)
+    attack_sigma: float = _k(1.0, "gaussian attack: std of the noise update", gt=0.0)
+    fault_crash_prob: float = _k(0.0, "chance a client raises", min=0.0, max=1.0)
+    fault_straggler_prob: float = _k(0.0, "chance a client answers late", min=0.0, max=1.0)
+    fault_straggler_delay: float = _k(2.0, "seconds a straggler waits", min=0.0)
+    fault_nan_prob: float = _k(0.0, "chance a client returns NaN weights", min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ SECTIONS = {
     "train": TrainConfig,
     "federation": FederationConfig,
     "strategy": StrategyConfig,
+    "attack": AttackConfig,
     "runtime": RuntimeConfig,
 }
 
@@ -109,6 +126,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,10 @@ import psutil
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
+from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.health import update_health
 from server.sampling import sample_clients
 from strategies.registry import build_strategy
@@ -82,37 +85,63 @@ def run_rounds(
     evaluate: Callable[[list[np.ndarray]], tuple[float, float]],
     num_slots: int,
     on_round: RoundObserver | None = None,
+    run_dir: Path | None = None,
+    resume: Checkpoint | None = None,
 ) -> LoopResult:
-    """Run all rounds; `evaluate(weights) -> (loss, accuracy)` is the central test."""
+    """Run all rounds; `evaluate(weights) -> (loss, accuracy)` is the central test.
+
+    With `run_dir` a checkpoint is written atomically after every round; with `resume`
+    the loop continues after the checkpointed round with its weights and strategy state.
+    """
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
     weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
-    arrays = ArrayRecord(weights)
     strategy = build_strategy(cfg, num_slots)
-    base = {k: v for k, v in cfg.to_flat().items()}
-    started = time.perf_counter()
     result = LoopResult(weights=weights)
-    for rnd in range(1, fed.rounds + 1):
+    first = 1
+    if resume is not None:
+        weights, first = resume.weights, resume.round + 1
+        restore_strategy(strategy, resume.state)
+        result.rows = list(resume.rows)
+    arrays = ArrayRecord(weights)
+    shapes = [w.shape for w in weights]
+    base = {k: v for k, v in cfg.to_flat().items()}
+    started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
+    for rnd in range(first, fed.rounds + 1):
         t0 = time.perf_counter()
-        pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
-        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
-        messages = _stamp(messages, pids, rnd)
-        sent = sum(_nbytes(m.content) for m in messages)
-        replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
+        failures = rejected = attempts = 0
+        while True:
+            pids = sample_clients(
+                fed.seed, rnd, fed.num_clients, fed.clients_per_round, attempt=attempts
+            )
+            messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
+            messages = _stamp(messages, pids, rnd)
+            sent = sum(_nbytes(m.content) for m in messages)
+            replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
+            replies.sort(key=_reply_pid)
+            good = [m for m in replies if not m.has_error()]
+            failures += len(messages) - len(good)
+            valid = [m for m in good if _valid_update(m, shapes)]
+            rejected += len(good) - len(valid)
+            valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays(), rnd)
+            useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
+            enough = len(useful) >= fed.min_clients
+            if enough or fed.too_few == "skip" or attempts >= fed.max_retries:
+                break
+            attempts += 1
         t1 = time.perf_counter()
-        replies.sort(key=_reply_pid)
-        good = [m for m in replies if not m.has_error()]
-        useful = [m for m in good if int(m.content["metrics"]["num-examples"]) > 0]
         received = sum(_nbytes(m.content) for m in good)
         before = arrays.to_numpy_ndarrays()
-        new_arrays, _ = strategy.aggregate_train(rnd, useful) if useful else (None, None)
+        new_arrays = None
+        if useful and enough:
+            new_arrays, _ = strategy.aggregate_train(rnd, useful)
         if new_arrays is not None:
             arrays = new_arrays
         t2 = time.perf_counter()
         row: dict[str, Any] = {"round": rnd}
         weights = arrays.to_numpy_ndarrays()
         health, norms = update_health(
-            before, weights, [m.content["arrays"].to_numpy_ndarrays for m in good]
+            before, weights, [m.content["arrays"].to_numpy_ndarrays for m in valid]
         )
         if rnd % fed.eval_every == 0 or rnd == fed.rounds:
             loss, acc = evaluate(weights)
@@ -120,12 +149,15 @@ def run_rounds(
         else:
             row.update(accuracy=None, loss=None)
         t3 = time.perf_counter()
-        row.update(_train_stats(good))
+        row.update(_train_stats(valid))
         row.update(health)
         row.update(
             clients=len(pids),
-            replies=len(good),
-            failures=len(replies) - len(good) + max(0, len(messages) - len(replies)),
+            replies=len(valid),
+            failures=failures,
+            rejected_updates=rejected,
+            retries=attempts,
+            skipped=not (useful and enough),
             bytes_sent=sent,
             bytes_received=received,
             train_seconds=round(t1 - t0, 4),
@@ -135,11 +167,23 @@ def run_rounds(
             elapsed_seconds=round(t3 - started, 3),
         )
         result.rows.append(row)
+        if run_dir is not None:
+            save_checkpoint(run_dir, rnd, weights, strategy, result.rows)
         if on_round is not None:
             on_round(row, {"client_update_norms": norms})
     result.weights = arrays.to_numpy_ndarrays()
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def _valid_update(msg: Message, shapes: list[tuple[int, ...]]) -> bool:
+    """Drop replies whose weights are not finite or do not match the model's shapes."""
+    if "arrays" not in msg.content or "metrics" not in msg.content:
+        return False
+    arrays = msg.content["arrays"].to_numpy_ndarrays()
+    if [a.shape for a in arrays] != shapes:
+        return False
+    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _train_stats(replies: list[Message]) -> dict[str, Any]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_clients(seed: int, server_round: int, num_clients: int, k: int) -> list[int]:
-    """`k` distinct partition ids in [0, num_clients), sorted."""
-    rng = np.random.default_rng([seed, server_round])
+def sample_clients(
+    seed: int, server_round: int, num_clients: int, k: int, attempt: int = 0
+) -> list[int]:
+    """`k` distinct partition ids in [0, num_clients), sorted; `attempt` > 0 redraws
+    for a retried round (still a pure function of its arguments)."""
+    key = [seed, server_round] if attempt == 0 else [seed, server_round, attempt]
+    rng = np.random.default_rng(key)
     chosen = rng.choice(num_clients, size=min(k, num_clients), replace=False)
     return sorted(int(c) for c in chosen)

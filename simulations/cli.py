@@ -199,7 +199,15 @@ def main_entry() -> None:
     Exits with `os._exit` so that a Flower server thread still blocked on a crashed
     runtime cannot keep the process alive after the error has been reported.
     """
-    code = main()
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 2
+    except BaseException:  # a bug, not a user error: show it, then still exit
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

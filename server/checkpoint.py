@@ -1,0 +1,144 @@
+"""Atomic per-round checkpoints: global weights, strategy state, round and metrics.
+
+Everything else a round depends on is a pure function of (seed, round, client):
+sampling, shuffling, attacks and faults; per-client state is versioned per round on
+disk. So weights + strategy state + round + the metrics so far are enough for a run
+killed at any moment to resume and end exactly where an uninterrupted run ends.
+
+The strategy state is captured generically: every attribute holding arrays (NumPy
+arrays, ArrayRecords, dicts or lists of arrays, or None before the first round) —
+FedOpt's moments, FedAvgM's momentum, SCAFFOLD's c, FedDyn's h, centred clipping's v.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord
+
+from learning.errors import ConfigError
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class Checkpoint:
+    round: int
+    weights: list[np.ndarray]
+    state: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def _is_arrays(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, np.ndarray) for v in value)
+
+
+def strategy_state(strategy: object) -> dict[str, Any]:
+    """The strategy's array-valued attributes (its learned state), by name."""
+    state = {}
+    for name, value in vars(strategy).items():
+        if isinstance(value, (np.ndarray, ArrayRecord)) or _is_arrays(value):
+            state[name] = value
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, np.ndarray) for v in value.values())
+        ):
+            state[name] = value
+        elif value is None and name in _STATE_NAMES:
+            state[name] = None
+    return state
+
+
+# Attributes that start as None and become arrays after the first round.
+_STATE_NAMES = {"m_t", "v_t", "momentum_vector", "current_arrays", "_x", "_c", "_h", "_v"}
+
+
+def restore_strategy(strategy: object, state: dict[str, Any]) -> None:
+    for name, value in state.items():
+        setattr(strategy, name, value)
+
+
+def save_checkpoint(
+    run_dir: Path, rnd: int, weights: list[np.ndarray], strategy: object, rows: list[dict]
+) -> None:
+    """Write `checkpoint.npz` atomically (temporary file, fsync, rename)."""
+    arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(weights)}
+    layout: dict[str, Any] = {}
+    for name, value in strategy_state(strategy).items():
+        if value is None:
+            layout[name] = {"kind": "none"}
+        elif isinstance(value, np.ndarray):
+            layout[name] = {"kind": "ndarray"}
+            arrays[f"s/{name}"] = value
+        elif isinstance(value, ArrayRecord):
+            keys = list(value.keys())
+            layout[name] = {"kind": "arrayrecord", "keys": keys}
+            for j, k in enumerate(keys):
+                arrays[f"s/{name}/{j}"] = value[k].numpy()
+        elif isinstance(value, dict):
+            keys = list(value.keys())
+            layout[name] = {"kind": "dict", "keys": keys}
+            for j, k in enumerate(keys):
+                arrays[f"s/{name}/{j}"] = value[k]
+        else:
+            layout[name] = {"kind": "list", "n": len(value)}
+            for j, v in enumerate(value):
+                arrays[f"s/{name}/{j}"] = v
+    meta = {"round": rnd, "num_weights": len(weights), "layout": layout, "rows": rows}
+    arrays["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(run_dir: Path) -> Checkpoint:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(
+            f"{str(run_dir)!r} has no {CHECKPOINT}; it did not finish a round, start it afresh"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            weights = [data[f"w/{i}"] for i in range(meta["num_weights"])]
+            state: dict[str, Any] = {}
+            for name, spec in meta["layout"].items():
+                kind = spec["kind"]
+                if kind == "none":
+                    state[name] = None
+                elif kind == "ndarray":
+                    state[name] = data[f"s/{name}"]
+                elif kind == "arrayrecord":
+                    state[name] = ArrayRecord(
+                        {k: _array(data[f"s/{name}/{j}"]) for j, k in enumerate(spec["keys"])}
+                    )
+                elif kind == "dict":
+                    state[name] = {k: data[f"s/{name}/{j}"] for j, k in enumerate(spec["keys"])}
+                else:
+                    state[name] = [data[f"s/{name}/{j}"] for j in range(spec["n"])]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc}); start afresh") from None
+    return Checkpoint(meta["round"], weights, state, meta["rows"])
+
+
+def _array(value: np.ndarray):
+    from flwr.app import Array
+
+    return Array(value)
