@@ -100,6 +100,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "partition-id": pid,
             "train-seconds": time.perf_counter() - started,
             "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
+            "worker-node": worker_node(),
         }
     )
     sent = result.weights
@@ -115,6 +116,22 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         for key, arrays in state.finish(result.weights, result.num_steps).items():
             content[key] = ArrayRecord(arrays)
     return content, extras
+
+
+def worker_node() -> int:
+    """Which machine trained this update, as a number (metrics hold only scalars):
+    the first 12 hex digits of the Ray node id, or of a hash of the host name."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return int(ray.get_runtime_context().get_node_id()[:12], 16)
+    except Exception:  # not inside a Ray worker
+        pass
+    import hashlib
+    import socket
+
+    return int(hashlib.sha1(socket.gethostname().encode()).hexdigest()[:12], 16)
 
 
 @app.train()

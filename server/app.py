@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
+from server.checkpoint import load_checkpoint
 from server.evaluation import CentralEvaluator
 from server.loop import run_rounds
 from server.plots import plot_accuracy, plot_partition
@@ -25,7 +26,12 @@ from server.tensorboard import TensorBoardWriter
 def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentConfig) -> dict:
     evaluated = [r for r in rows if r.get("accuracy") is not None]
     best = max(evaluated, key=lambda r: r["accuracy"]) if evaluated else None
+    per_node: dict[str, int] = {}
+    for r in rows:
+        for node, n in (r.get("updates_per_node") or {}).items():
+            per_node[node] = per_node.get(node, 0) + n
     return {
+        "updates_per_node": per_node,
         "final_accuracy": evaluated[-1]["accuracy"] if evaluated else None,
         "final_loss": evaluated[-1]["loss"] if evaluated else None,
         "best_accuracy": best["accuracy"] if best else None,
@@ -46,12 +52,21 @@ def run_experiment(
     run_dir: Path,
     num_slots: int,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train, record every round into `run_dir`, write summary and plots."""
-    started = time.perf_counter()
+    """Train, record every round into `run_dir`, write summary and plots.
+
+    With `resume`, continue from `run_dir/checkpoint.npz`: metrics.jsonl is rewritten
+    from the checkpoint (dropping any row of a round that did not checkpoint).
+    """
     cfg = cfg.replace(out_dir=str(Path(run_dir).resolve()))  # clients keep state under it
     recorder = RunRecorder(run_dir)
-    recorder.write_config(cfg)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir)
+        recorder.rewrite_metrics(checkpoint.rows)
+    else:
+        recorder.write_config(cfg)
     ds = dataset_for(cfg)
     plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
     evaluator = CentralEvaluator(cfg)
@@ -64,10 +79,12 @@ def run_experiment(
             on_round(row)
 
     try:
-        result = run_rounds(grid, cfg, evaluator, num_slots, on_round=record)
+        result = run_rounds(
+            grid, cfg, evaluator, num_slots, on_round=record, run_dir=run_dir, resume=checkpoint
+        )
     finally:
         board.close()
-    summary = summarise(result.rows, time.perf_counter() - started, cfg)
+    summary = summarise(result.rows, result.wall_seconds, cfg)
     recorder.write_summary(summary)
     plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
     return summary
@@ -79,6 +96,7 @@ def build_server_app(
     on_round: Callable[[dict[str, Any]], None] | None = None,
     results: dict | None = None,
     num_slots: int | None = None,
+    resume: bool = False,
 ) -> ServerApp:
     """A ServerApp bound to a config (CLI) or reading `context.run_config` (`flwr run`)."""
     server_app = ServerApp()
@@ -93,7 +111,7 @@ def build_server_app(
             print(f"perennial: writing results to {out}", flush=True)
         want = c.federation.clients_per_round
         slots = num_slots or min(want, _wait_for_nodes(grid, want))
-        summary = run_experiment(grid, c, out, max(1, slots), on_round)
+        summary = run_experiment(grid, c, out, max(1, slots), on_round, resume=resume)
         if results is not None:
             results.update(summary)
 

@@ -196,6 +196,11 @@ def _train_stats(replies: list[Message]) -> dict[str, Any]:
     secs = np.array([float(x["train-seconds"]) for x in m])
     slowest = np.argsort(-secs, kind="stable")[:3]
     rss = [float(x["worker-rss-mb"]) for x in m if "worker-rss-mb" in x]
+    nodes: dict[str, int] = {}
+    for x in m:
+        if "worker-node" in x:
+            key = f"{int(x['worker-node']):012x}"
+            nodes[key] = nodes.get(key, 0) + 1
     return {
         "train_loss": float(np.dot(w, [float(x["train-loss"]) for x in m])),
         "train_accuracy": float(np.dot(w, [float(x["train-accuracy"]) for x in m])),
@@ -206,6 +211,7 @@ def _train_stats(replies: list[Message]) -> dict[str, Any]:
         "examples": int(n.sum()),
         "workers_rss_mb": round(max(rss), 1) if rss else None,
         "server_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "updates_per_node": nodes,
     }
 
 

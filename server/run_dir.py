@@ -62,6 +62,10 @@ class RunRecorder:
             f.flush()
             os.fsync(f.fileno())
 
+    def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl atomically (resume: the checkpoint's rows are the truth)."""
+        write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomic(self.root / "summary.json", json.dumps(summary, indent=2) + "\n")
 

@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="run directory to create (default runs/<time>-<strategy>)")
     run.add_argument("--ray-address", help="existing Ray cluster (else RAY_ADDRESS or local)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
     run.set_defaults(func=cmd_run)

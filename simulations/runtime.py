@@ -66,6 +66,7 @@ def simulate(
     on_round: Callable[[dict[str, Any]], None] | None = None,
     ray_address: str | None = None,
     verbose: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the experiment in Flower's simulation runtime; returns the summary."""
     from clients.app import app as client_app
@@ -75,7 +76,7 @@ def simulate(
 
     def make_server(num_slots: int):
         return build_server_app(
-            cfg, run_dir, on_round=on_round, results=results, num_slots=num_slots
+            cfg, run_dir, on_round=on_round, results=results, num_slots=num_slots, resume=resume
         )
 
     run_apps(cfg, make_server, client_app, ray_address=ray_address, verbose=verbose)

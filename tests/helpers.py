@@ -39,3 +39,16 @@ SMALL = [
     "local-epochs=1",
     "--quiet",
 ]
+
+
+def start_cli(*args: str, log_path: Path) -> subprocess.Popen:
+    """`perennial ARGS...` in its own process group (so a test can SIGKILL all of it)."""
+    log = open(log_path, "w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "simulations.cli", *args],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )

@@ -1,0 +1,114 @@
+"""A two-node Ray cluster on this machine (two `ray start` processes, one CPU each):
+a short run spreads its clients over both nodes, and the summary counts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import _free_port
+from helpers import run_cli
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
+
+
+def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    return subprocess.Popen(
+        [ray_bin, "start", "--block", "--num-cpus=1", "--disable-usage-stats", *args],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive_nodes(address: str) -> int:
+    probe = (
+        f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    try:
+        return int(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def test_two_node_cluster_trains_on_both_nodes(tmp_path):
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    head = _ray_start(
+        [
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--object-store-memory={300 * 1024 * 1024}",
+        ],
+        tmp_path / "head.log",
+    )
+    worker = None
+    try:
+        time.sleep(8)
+        worker = _ray_start(
+            [f"--address={address}", f"--object-store-memory={300 * 1024 * 1024}"],
+            tmp_path / "worker.log",
+        )
+        deadline = time.monotonic() + 90
+        while _alive_nodes(address) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(2)
+        out = tmp_path / "run"
+        proc = run_cli(
+            "run",
+            "--set",
+            "rounds=2",
+            "--set",
+            "num-clients=8",
+            "--set",
+            "clients-per-round=8",
+            "--set",
+            "train-subset=800",
+            "--set",
+            "test-subset=200",
+            "--set",
+            'model="mlp"',
+            "--set",
+            "local-epochs=1",
+            "--quiet",
+            "--out",
+            str(out),
+            "--ray-address",
+            address,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        per_node = summary["updates_per_node"]
+        assert len(per_node) == 2, per_node
+        assert sum(per_node.values()) == 16
+        assert all(n > 0 for n in per_node.values())
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(head)
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip() == address:
+            current.unlink()
