@@ -14,19 +14,21 @@ import numpy as np
 
 
 def flat(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+    return np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays])
 
 
 def update_health(
     global_before: list[np.ndarray],
     global_after: list[np.ndarray],
     client_weights: Sequence[Callable[[], list[np.ndarray]]] | Sequence[list[np.ndarray]],
+    in_memory_limit: int = 32,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """(scalars for metrics.jsonl, per-client update norms for histograms).
 
-    `client_weights` items may be arrays or zero-argument loaders of them; two passes
-    are made (norms and mean, then cosines) so at most one client's update is held
-    besides the running mean, which keeps 100-client rounds cheap in memory.
+    `client_weights` items may be arrays or zero-argument loaders of them. Up to
+    `in_memory_limit` clients the updates are held once (BLAS dot products give the
+    norms and cosines without temporaries); beyond that two streaming passes keep one
+    update in memory at a time.
     """
     x = flat(global_before)
     out: dict[str, Any] = {"global_update_norm": float(np.linalg.norm(flat(global_after) - x))}
@@ -34,29 +36,41 @@ def update_health(
     def update(item) -> tuple[np.ndarray, int]:
         u = flat(item() if callable(item) else item) - x
         bad = ~np.isfinite(u)
-        return np.where(bad, 0.0, u), int(bad.sum())
+        if bad.any():
+            u[bad] = 0.0
+        return u, int(bad.sum())
 
-    norms, total, nonfinite = [], np.zeros_like(x), 0
-    for item in client_weights:
-        u, bad = update(item)
-        nonfinite += bad
-        norms.append(float(np.linalg.norm(u)))
-        total += u
-    out["nonfinite_values"] = nonfinite
-    if not norms:
+    if not client_weights:
+        out["nonfinite_values"] = 0
         return out, np.zeros(0)
-    mean = total / len(norms)
+    if len(client_weights) <= in_memory_limit:
+        pairs = [update(item) for item in client_weights]
+        nonfinite = sum(b for _, b in pairs)
+        norms = np.sqrt([float(u @ u) for u, _ in pairs])  # BLAS dots: no temporaries
+        mean = pairs[0][0].copy()
+        for u, _ in pairs[1:]:
+            mean += u
+        mean /= len(pairs)
+        dots = np.array([float(u @ mean) for u, _ in pairs])
+    else:
+        norms_l, total, nonfinite = [], np.zeros_like(x, dtype=np.float64), 0
+        for item in client_weights:
+            u, bad = update(item)
+            nonfinite += bad
+            norms_l.append(float(np.sqrt(u @ u)))
+            total += u
+        norms = np.array(norms_l)
+        mean = (total / len(norms)).astype(np.float32)
+        dots = np.array([float(update(item)[0] @ mean) for item in client_weights])
     mean_norm = float(np.linalg.norm(mean))
-    cos = []
-    for item, n in zip(client_weights, norms, strict=True):
-        u, _ = update(item)
-        cos.append(float(u @ mean) / (n * mean_norm) if n > 0 and mean_norm > 0 else 0.0)
-    norms_arr, cos_arr = np.array(norms), np.array(cos)
+    ok = (norms > 0) & (mean_norm > 0)
+    cos = np.where(ok, dots / np.where(ok, norms * mean_norm, 1.0), 0.0)
     out.update(
-        client_update_norm_mean=float(norms_arr.mean()),
-        client_update_norm_std=float(norms_arr.std()),
-        client_update_norm_max=float(norms_arr.max()),
-        client_cosine_to_mean_mean=float(cos_arr.mean()),
-        client_cosine_to_mean_min=float(cos_arr.min()),
+        nonfinite_values=int(nonfinite),
+        client_update_norm_mean=float(norms.mean()),
+        client_update_norm_std=float(norms.std()),
+        client_update_norm_max=float(norms.max()),
+        client_cosine_to_mean_mean=float(cos.mean()),
+        client_cosine_to_mean_min=float(cos.min()),
     )
-    return out, norms_arr
+    return out, norms

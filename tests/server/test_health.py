@@ -31,3 +31,15 @@ def test_identical_updates_are_perfectly_aligned():
     h, _ = update_health(x, clients[0], clients)
     assert h["client_cosine_to_mean_mean"] == pytest.approx(1.0)
     assert h["client_update_norm_std"] == pytest.approx(0.0)
+
+
+def test_streaming_and_stacked_paths_agree():
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(5, 3)), rng.normal(size=4)]
+    clients = [[a + rng.normal(size=a.shape) for a in x] for _ in range(6)]
+    after = [a + 0.1 for a in x]
+    stacked, n1 = update_health(x, after, clients, in_memory_limit=32)
+    streamed, n2 = update_health(x, after, [lambda c=c: c for c in clients], in_memory_limit=2)
+    np.testing.assert_allclose(n1, n2, rtol=1e-5)
+    for key, value in stacked.items():
+        assert streamed[key] == pytest.approx(value, rel=1e-4), key
