@@ -9,9 +9,9 @@
 
 Timed span for (b) and (c): the rounds' client-update phase as the server sees it
 (first training message out to last reply aggregated), central evaluation excluded
-because (a) has none; Ray start-up is reported apart as `*_startup_s`. (a) includes
-building and tracing its model, as (b) and (c) include their workers' first use
-(TensorFlow import and tracing happen inside round 1).
+because (a) has none. Ray start-up, including each worker importing TensorFlow, is
+reported apart as `*_startup_s` (the same for (b) and (c)); (a) includes building and
+tracing its model, as (b) and (c) include their workers' first use inside round 1.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def run_quickstart(cfg: ExperimentConfig) -> dict[str, float]:
             lambda _slots: quickstart_server(cfg, out),
             quickstart_app,
             num_supernodes=cfg.federation.num_clients,
+            size_threads=False,
         )
     total = time.perf_counter() - started
     return {

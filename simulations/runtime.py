@@ -50,6 +50,9 @@ def backend_config(cfg: ExperimentConfig, ray_address: str | None = None) -> dic
             "num_gpus": rt.gpus_per_client,
         },
         "init_args": init_args,
+        # Workers import TensorFlow (and enable GPU memory growth) when they are created,
+        # during start-up, instead of inside the first round's first client update.
+        "actor": {"tensorflow": 1},
     }
 
 
@@ -92,12 +95,13 @@ def run_apps(
     ray_address: str | None = None,
     verbose: bool = False,
     num_supernodes: int | None = None,
+    size_threads: bool = True,
 ) -> None:
     """Start Ray, then run `make_server(num_slots)` with `client_app` on Flower's runtime.
 
     By default the runtime gets one SuperNode per Ray worker (execution slots); the perf
     benchmark's quickstart baseline passes `num_supernodes` to get Flower's usual one
-    SuperNode per client.
+    SuperNode per client, and `size_threads=False` to keep TensorFlow's default pools.
     """
     from learning.tf_import import import_tensorflow
 
@@ -109,7 +113,7 @@ def run_apps(
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU run: no GPU probing
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     config = backend_config(cfg, ray_address)
-    workers = start_ray(cfg, config["init_args"])
+    workers = start_ray(cfg, config["init_args"], size_threads=size_threads)
     num_slots = num_supernodes or min(cfg.federation.clients_per_round, workers)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
@@ -133,22 +137,28 @@ def run_apps(
         flwr_logger.setLevel(level)
 
 
-def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any]) -> int:
+def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any], size_threads: bool = True) -> int:
     """Start (or join) Ray ourselves and return how many workers it can host.
 
     Flower's backend skips `ray.init` when Ray is already up, so starting it here lets
-    us size the execution slots to the real worker count, local or on a cluster.
+    us size the execution slots to the real worker count, local or on a cluster, and
+    give the workers TensorFlow thread pools sized to their CPUs (TF_NUM_*_THREADS are
+    read when TensorFlow starts, which is at worker creation).
     """
     import sys
 
     import ray
 
     if not ray.is_initialized():
-        pythonpath = os.pathsep.join(p for p in sys.path if p)
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        if size_threads:
+            threads = max(1, int(cfg.runtime.cpus_per_client))
+            env["TF_NUM_INTRAOP_THREADS"] = str(threads)
+            env["TF_NUM_INTEROP_THREADS"] = str(min(threads, 2))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+                ray.init(runtime_env={"env_vars": env}, **init_args)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = init_args.get("address", "local")
             raise SimulationError(
