@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,16 +14,11 @@ from pathlib import Path
 
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
+from helpers import forget_ray_cluster, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +27,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_bin is None:
         pytest.fail("the `ray` command is not installed; pip install 'flwr[simulation]'")
-    port = _free_port()
+    port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen(
@@ -64,23 +58,9 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
         time.sleep(0.5)
     time.sleep(2.0)
     yield address
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_process_group(proc)
     log.close()
-    # `ray start` records its address for later `ray.init()` calls to join; ours is gone,
-    # so remove the record (only if it is ours) lest other Ray users hang trying to join.
-    current = Path("/tmp/ray/ray_current_cluster")
-    try:
-        if current.read_text().strip() == address:
-            current.unlink()
-    except OSError:
-        pass
+    forget_ray_cluster(address)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,32 @@ def start_cli(*args: str, log_path: Path) -> subprocess.Popen:
         start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the group a test started (SIGKILL if it lingers); nothing else is touched."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def forget_ray_cluster(address: str) -> None:
+    """`ray start` records its address for later `ray.init()` calls to join; once our
+    cluster is gone, remove the record (only if it is ours) lest others hang joining it."""
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip() == address:
+            current.unlink()
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import _free_port
-from helpers import run_cli
+from helpers import forget_ray_cluster, free_port, run_cli, stop_process_group
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
 
@@ -30,17 +28,6 @@ def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def _alive_nodes(address: str) -> int:
     probe = (
         f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
@@ -54,7 +41,7 @@ def _alive_nodes(address: str) -> int:
 
 
 def test_two_node_cluster_trains_on_both_nodes(tmp_path):
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     head = _ray_start(
         [
@@ -107,8 +94,6 @@ def test_two_node_cluster_trains_on_both_nodes(tmp_path):
         assert all(n > 0 for n in per_node.values())
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(head)
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.exists() and current.read_text().strip() == address:
-            current.unlink()
+            stop_process_group(worker)
+        stop_process_group(head)
+        forget_ray_cluster(address)
