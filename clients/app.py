@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
 from clients.stateful import STATEFUL
+from clients.weights_only import weights_only_mod
 from learning.config import ExperimentConfig, key_spec
 from learning.federated_data import client_shard, dataset_for
 from learning.training import (
@@ -26,7 +27,7 @@ from learning.training import (
     to_float_images,
 )
 
-app = ClientApp()
+app = ClientApp(mods=[weights_only_mod])
 
 
 def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:

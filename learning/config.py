@@ -108,6 +108,7 @@ class RuntimeConfig:
     gpus_per_client: float = _k(0.0, "GPU fraction given to each worker", min=0.0)
     num_workers: int = _k(0, "simulation workers (0 = CPUs / cpus-per-client)", min=0)
     out_dir: str = _k("", "run directory (used by `flwr run`; the CLI sets it)")
+    weights_only: bool = _k(True, "refuse client replies holding anything but weights")
 
 
 SECTIONS = {

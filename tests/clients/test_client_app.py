@@ -73,3 +73,13 @@ def test_scaffold_client_keeps_control_variate_in_its_store(tmp_path):
     dc = reply.content[SCAFFOLD_DC_KEY].to_numpy_ndarrays()
     for i, d in enumerate(dc):  # c_1 started at zero, so dc equals the saved c_1
         np.testing.assert_allclose(saved[f"c{i}"], d)
+
+
+def test_whole_client_app_with_its_mods_passes_an_honest_scaffold_reply(tmp_path):
+    from clients.app import app
+
+    cfg = build_config(None, [*SMALL, 'strategy="scaffold"', f'out-dir="{tmp_path}"'])
+    zeros = [np.zeros_like(w) for w in initial_weights("mlp", (28, 28, 1), 10, seed=0)]
+    reply = app(_message(cfg, pid=0, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), _context())
+    assert not reply.has_error()
+    assert set(reply.content.keys()) == {"arrays", "metrics", SCAFFOLD_DC_KEY}
