@@ -15,28 +15,23 @@ With local SGD momentum rho (heavy ball, reset every round) step k has coefficie
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
 
 from learning.errors import AggregationError
+from strategies.base import (
+    Arrays,
+    ArrayStrategy,
+    Replies,
+    Step,
+    cast_like,
+    check_like,
+    reply_metrics,
+)
 
-Arrays = list[np.ndarray]
 NUM_STEPS_KEY = "num-steps"
-
-
-def _check_like(ref: Arrays, other: Arrays, what: str) -> None:
-    if len(other) != len(ref):
-        raise AggregationError(f"{what} has {len(other)} arrays, expected {len(ref)}")
-    for i, (a, b) in enumerate(zip(ref, other, strict=True)):
-        if np.shape(a) != np.shape(b):
-            raise AggregationError(
-                f"{what} array {i} has shape {np.shape(b)}, expected {np.shape(a)}"
-            )
 
 
 def fednova_normaliser(num_steps: int, momentum: float = 0.0) -> float:
@@ -94,7 +89,7 @@ def fednova_aggregate(
             f"FedNova needs non-negative example counts with a positive sum, got {n.tolist()}"
         )
     for i, y in enumerate(ys):
-        _check_like(x, y, f"client {i} model")
+        check_like(x, y, f"client {i} model")
     p = n / n.sum()
     a = np.array([fednova_normaliser(int(t), momentum) for t in num_steps])
     tau_eff = float(np.dot(p, a))
@@ -105,11 +100,11 @@ def fednova_aggregate(
         step = np.zeros(base.shape, dtype=np.float64)
         for ci, y in zip(coef, ys, strict=True):
             step += ci * (base - np.asarray(y[layer], dtype=np.float64))
-        out.append(np.asarray(base - step, dtype=np.result_type(xl.dtype, np.float32)))
+        out.append(cast_like(xl, base - step))
     return out
 
 
-class FedNova(FedAvg):
+class FedNova(ArrayStrategy):
     """FedNova (Wang et al., 2020) as a thin shell over `fednova_aggregate`.
 
     Parameters
@@ -123,47 +118,21 @@ class FedNova(FedAvg):
         Replies must report ``"num-steps"`` in their MetricRecord.
     """
 
+    NAME = "FedNova"
+
     def __init__(self, *, momentum: float = 0.0, server_lr: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.momentum = momentum
         self.server_lr = server_lr
-        self._keys: list[str] = []
-        self._x: Arrays | None = None
 
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """FedAvg's train messages; remembers x for the aggregation."""
-        self._keys = list(arrays.keys())
-        self._x = [arrays[k].numpy() for k in self._keys]
-        return super().configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Normalised average of the replies' models."""
-        valid, _ = self._check_and_log_replies(replies, is_train=True)
-        if not valid:
-            return None, None
-        if self._x is None:
-            raise AggregationError("FedNova aggregate_train ran before configure_train")
-        contents = [msg.content for msg in valid]
+    def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
+        """Normalised average of the replies' models (no state)."""
         ys, n, tau = [], [], []
         for rd in contents:
-            record = rd.get(self.arrayrecord_key)
-            if not isinstance(record, ArrayRecord):
-                raise AggregationError(f"a FedNova reply has no {self.arrayrecord_key!r} record")
-            metrics = next(iter(rd.metric_records.values()))
-            if set(record.keys()) != set(self._keys):
-                raise AggregationError("a FedNova reply's array keys differ from the model's")
+            ys.append(self._reply_arrays(rd))
+            metrics = reply_metrics(rd)
             if NUM_STEPS_KEY not in metrics:
                 raise AggregationError(f"a FedNova reply has no {NUM_STEPS_KEY!r} metric")
-            ys.append([record[k].numpy() for k in self._keys])
             n.append(float(metrics[self.weighted_by_key]))
             tau.append(int(metrics[NUM_STEPS_KEY]))
-        x_new = fednova_aggregate(self._x, ys, n, tau, self.momentum, self.server_lr)
-        self._x = x_new
-        record = ArrayRecord(
-            {k: Array(np.asarray(a)) for k, a in zip(self._keys, x_new, strict=True)}
-        )
-        return record, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+        return fednova_aggregate(x, ys, n, tau, self.momentum, self.server_lr), state

@@ -19,25 +19,24 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, MetricRecord
-from flwr.serverapp.strategy import FedAvg
+from flwr.app import ArrayRecord, Message, MetricRecord
 
 from learning.errors import AggregationError
-
-Arrays = list[np.ndarray]
+from strategies.base import (
+    Arrays,
+    ArrayStrategy,
+    arrays_record,
+    check_like,
+    record_arrays,
+    reply_metrics,
+)
 
 
 def _flatten(points: list[Arrays]) -> np.ndarray:
     """(k, d) float64 matrix, one row per client, after checking the shapes agree."""
     ref = points[0]
     for i, p in enumerate(points):
-        if len(p) != len(ref):
-            raise AggregationError(f"client {i} has {len(p)} arrays, expected {len(ref)}")
-        for j, (a, b) in enumerate(zip(ref, p, strict=True)):
-            if np.shape(a) != np.shape(b):
-                raise AggregationError(
-                    f"client {i} array {j} has shape {np.shape(b)}, expected {np.shape(a)}"
-                )
+        check_like(ref, p, f"client {i}")
     size = sum(int(np.size(a)) for a in ref)
     out = np.empty((len(points), size), dtype=np.float64)
     for i, p in enumerate(points):
@@ -111,7 +110,7 @@ def geometric_median(
     return out
 
 
-class GeometricMedian(FedAvg):
+class GeometricMedian(ArrayStrategy):
     """RFA (Pillutla et al., 2022) as a thin shell over `geometric_median`.
 
     Parameters
@@ -125,6 +124,8 @@ class GeometricMedian(FedAvg):
         the weights alpha_i.
     """
 
+    NAME = "RFA"
+
     def __init__(self, *, iterations: int = 10, eps: float = 1e-6, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.iterations = iterations
@@ -133,17 +134,18 @@ class GeometricMedian(FedAvg):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Geometric median of the replies' models, weighted by example counts."""
-        valid, _ = self._check_and_log_replies(replies, is_train=True)
-        if not valid:
+        """Geometric median of the replies' models, weighted by example counts.
+
+        Needs no x from `configure_train`: the keys come from the (validated) replies.
+        """
+        contents = self._valid_contents(replies)
+        if not contents:
             return None, None
-        contents = [msg.content for msg in valid]
         records = [next(iter(rd.array_records.values())) for rd in contents]
         keys = list(records[0].keys())
-        weights = [
-            float(next(iter(rd.metric_records.values()))[self.weighted_by_key]) for rd in contents
-        ]
-        points = [[record[k].numpy() for k in keys] for record in records]
+        weights = [float(reply_metrics(rd)[self.weighted_by_key]) for rd in contents]
+        points = [record_arrays(record, keys) for record in records]
         median = geometric_median(points, weights, self.iterations, self.eps)
-        record = ArrayRecord({k: Array(np.asarray(a)) for k, a in zip(keys, median, strict=True)})
-        return record, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+        return arrays_record(keys, median), self.train_metrics_aggr_fn(
+            contents, self.weighted_by_key
+        )

@@ -25,43 +25,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
-from flwr.serverapp.strategy.strategy_utils import validate_message_reply_consistency
 
 from learning.errors import AggregationError
+from strategies.base import Arrays, ArrayStrategy, Replies, Step, cast_like, check_like, mean_delta
 
 SCAFFOLD_C_KEY = "scaffold-c"
 SCAFFOLD_DC_KEY = "scaffold-dc"
-
-Arrays = list[np.ndarray]
-
-
-def _out(ref: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """`value` in the floating dtype the model array `ref` is stored in."""
-    return np.asarray(value, dtype=np.result_type(ref.dtype, np.float32))
-
-
-def _check_like(ref: Arrays, other: Arrays, what: str) -> None:
-    if len(other) != len(ref):
-        raise AggregationError(f"{what} has {len(other)} arrays, expected {len(ref)}")
-    for i, (a, b) in enumerate(zip(ref, other, strict=True)):
-        if np.shape(a) != np.shape(b):
-            raise AggregationError(
-                f"{what} array {i} has shape {np.shape(b)}, expected {np.shape(a)}"
-            )
-
-
-def _mean_delta(base: Arrays | None, clients: list[Arrays], layer: int) -> np.ndarray:
-    """mean_i(clients[i][layer] - base[layer]) in float64 (base None = zeros)."""
-    total = np.zeros(np.shape(clients[0][layer]), dtype=np.float64)
-    for arrays in clients:
-        total += np.asarray(arrays[layer], dtype=np.float64)
-    total /= len(clients)
-    if base is not None:
-        total -= np.asarray(base[layer], dtype=np.float64)
-    return total
 
 
 def scaffold_server_update(
@@ -102,13 +73,13 @@ def scaffold_server_update(
         raise AggregationError(
             f"SCAFFOLD got {len(ys)} client updates but num_clients is {num_clients}"
         )
-    _check_like(x, c, "server control variate")
+    check_like(x, c, "server control variate")
     for i, (y, dc) in enumerate(zip(ys, dcs, strict=True)):
-        _check_like(x, y, f"client {i} model")
-        _check_like(x, dc, f"client {i} control delta")
+        check_like(x, y, f"client {i} model")
+        check_like(x, dc, f"client {i} control delta")
     frac = len(ys) / num_clients
-    x_new = [_out(xl, xl + server_lr * _mean_delta(x, ys, i)) for i, xl in enumerate(x)]
-    c_new = [_out(cl, cl + frac * _mean_delta(None, dcs, i)) for i, cl in enumerate(c)]
+    x_new = [cast_like(xl, xl + server_lr * mean_delta(x, ys, i)) for i, xl in enumerate(x)]
+    c_new = [cast_like(cl, cl + frac * mean_delta(None, dcs, i)) for i, cl in enumerate(c)]
     return x_new, c_new
 
 
@@ -129,26 +100,17 @@ def scaffold_client_control(
         raise AggregationError(f"SCAFFOLD needs num_steps >= 1, got {num_steps}")
     if lr <= 0:
         raise AggregationError(f"SCAFFOLD needs a positive client lr, got {lr}")
-    _check_like(x, c_i, "client control variate")
-    _check_like(x, c, "server control variate")
-    _check_like(x, y_i, "client model")
+    check_like(x, c_i, "client control variate")
+    check_like(x, c, "server control variate")
+    check_like(x, y_i, "client model")
     scale = 1.0 / (num_steps * lr)
     return [
-        _out(xl, np.asarray(ci, np.float64) - cl + (np.asarray(xl, np.float64) - yl) * scale)
+        cast_like(xl, np.asarray(ci, np.float64) - cl + (np.asarray(xl, np.float64) - yl) * scale)
         for ci, cl, xl, yl in zip(c_i, c, x, y_i, strict=True)
     ]
 
 
-def _reply_arrays(content: RecordDict, key: str, keys: list[str]) -> Arrays:
-    record = content.get(key)
-    if not isinstance(record, ArrayRecord):
-        raise AggregationError(f"a SCAFFOLD reply has no {key!r} ArrayRecord")
-    if set(record.keys()) != set(keys):
-        raise AggregationError(f"a SCAFFOLD reply's {key!r} keys differ from the model's")
-    return [record[k].numpy() for k in keys]
-
-
-class Scaffold(FedAvg):
+class Scaffold(ArrayStrategy):
     """SCAFFOLD (Karimireddy et al., 2020) as a thin shell over `scaffold_server_update`.
 
     Parameters
@@ -163,59 +125,29 @@ class Scaffold(FedAvg):
         without weights, as in the paper.
     """
 
+    NAME = "SCAFFOLD"
+    STATE = "c"
+    SINGLE_ARRAY_RECORD = False  # replies also carry "scaffold-dc"
+    _c: Arrays | None
+
     def __init__(self, *, num_clients: int, server_lr: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_clients = num_clients
         self.server_lr = server_lr
-        self._keys: list[str] = []
-        self._x: Arrays | None = None
-        self._c: Arrays | None = None
-
-    def state_dict(self) -> dict[str, Arrays]:
-        """The server control variate, ``{"c": [...]}`` (empty before the first round)."""
-        return {"c": [a.copy() for a in self._c or []]}
-
-    def load_state_dict(self, state: dict[str, Arrays]) -> None:
-        """Restore what `state_dict` returned; shapes are checked at the next round."""
-        if "c" not in state:
-            raise AggregationError("SCAFFOLD state has no 'c' entry")
-        self._c = [np.array(a) for a in state["c"]] or None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """FedAvg's train messages, each also carrying c under ``"scaffold-c"``."""
-        self._keys = list(arrays.keys())
-        self._x = [arrays[k].numpy() for k in self._keys]
-        if self._c is None:
-            self._c = [np.zeros(a.shape, np.result_type(a.dtype, np.float32)) for a in self._x]
-        _check_like(self._x, self._c, "SCAFFOLD state c")
-        c_record = ArrayRecord(
-            {k: Array(np.asarray(a)) for k, a in zip(self._keys, self._c, strict=True)}
-        )
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        _, c = self._started()
+        c_record = self._record(c)
         for msg in messages:
             msg.content[SCAFFOLD_C_KEY] = c_record
         return messages
 
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """New x from the replies' y_i and scaffold-dc; c is updated in place."""
-        valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)
-        if not valid:
-            return None, None
-        contents = [msg.content for msg in valid]
-        validate_message_reply_consistency(contents, self.weighted_by_key, check_arrayrecord=False)
-        if self._x is None or self._c is None:
-            raise AggregationError("SCAFFOLD aggregate_train ran before configure_train")
-        ys = [_reply_arrays(rd, self.arrayrecord_key, self._keys) for rd in contents]
-        dcs = [_reply_arrays(rd, SCAFFOLD_DC_KEY, self._keys) for rd in contents]
-        x_new, c_new = scaffold_server_update(
-            self._x, ys, dcs, self._c, self.server_lr, self.num_clients
-        )
-        self._x, self._c = x_new, c_new
-        record = ArrayRecord(
-            {k: Array(np.asarray(a)) for k, a in zip(self._keys, x_new, strict=True)}
-        )
-        return record, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+    def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
+        """New ``(x, c)`` from the replies' y_i and scaffold-dc."""
+        ys = [self._reply_arrays(rd) for rd in contents]
+        dcs = [self._reply_arrays(rd, SCAFFOLD_DC_KEY) for rd in contents]
+        return scaffold_server_update(x, ys, dcs, state, self.server_lr, self.num_clients)
