@@ -43,18 +43,43 @@ def preflight(cfg: ExperimentConfig) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from server.run_dir import prepare_run_dir
+    from server.run_dir import RunRecorder, prepare_run_dir
+    from simulations.memory import PeakMemory
     from simulations.progress import RoundProgress
     from simulations.runtime import simulate
 
-    cfg = build_config(args.config, args.set)
-    preflight(cfg)
-    out = prepare_run_dir(args.out or _default_out(cfg))
-    print(f"perennial: run directory {out}", flush=True)
-    with RoundProgress(cfg.federation.rounds, quiet=args.quiet) as progress:
+    if args.resume:
+        out = Path(args.resume)
+        if args.config or args.set or args.out:
+            raise ConfigError("--resume takes the run's own config; drop CONFIG/--set/--out")
+        if not (out / "config.toml").is_file():
+            raise ConfigError(f"{str(out)!r} is not a run directory (no config.toml)")
+        cfg = build_config(out / "config.toml")
+        if (out / "summary.json").is_file():
+            print(f"perennial: {out} already finished; nothing to resume")
+            return 0
+        from server.checkpoint import load_checkpoint
+
+        done = load_checkpoint(out).round
+        preflight(cfg)
+        print(f"perennial: resuming {out} after round {done}", flush=True)
+    else:
+        cfg = build_config(args.config, args.set)
+        preflight(cfg)
+        out = prepare_run_dir(args.out or _default_out(cfg))
+        print(f"perennial: run directory {out}", flush=True)
+    progress = RoundProgress(cfg.federation.rounds, quiet=args.quiet)
+    with progress, PeakMemory() as mem:
         summary = simulate(
-            cfg, out, on_round=progress, ray_address=args.ray_address, verbose=args.verbose
+            cfg,
+            out,
+            on_round=progress,
+            ray_address=args.ray_address,
+            verbose=args.verbose,
+            resume=bool(args.resume),
         )
+    summary["peak_rss_mb"] = round(mem.peak_mb, 1)  # this process and its children (Ray)
+    RunRecorder(out).write_summary(summary)
     _write_report([out], out / "report.html")
     _print_summary(summary, out)
     return 0
