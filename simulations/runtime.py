@@ -150,7 +150,9 @@ def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any], size_threads: bo
     import ray
 
     if not ray.is_initialized():
-        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # MALLOC_ARENA_MAX: glibc gives every thread its own arena by default, and
+        # TensorFlow's many threads then hold freed message buffers; two arenas bound it.
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "MALLOC_ARENA_MAX": "2"}
         if size_threads:
             threads = max(1, int(cfg.runtime.cpus_per_client))
             env["TF_NUM_INTRAOP_THREADS"] = str(threads)
