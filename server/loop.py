@@ -23,7 +23,7 @@ from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
-from server.health import update_health
+from server.health import flat, update_health
 from server.sampling import sample_clients
 from strategies.registry import build_strategy
 
@@ -132,6 +132,12 @@ def run_rounds(
         t1 = time.perf_counter()
         received = sum(_nbytes(m.content) for m in good)
         before = arrays.to_numpy_ndarrays()
+        # Client-update health first: some of Flower's strategies (FedMedian) pop the
+        # arrays out of the replies they aggregate.
+        health, norms = update_health(
+            before, before, [m.content["arrays"].to_numpy_ndarrays for m in valid]
+        )
+        t_health = time.perf_counter()
         new_arrays = None
         if useful and enough:
             new_arrays, _ = strategy.aggregate_train(rnd, useful)
@@ -140,9 +146,7 @@ def run_rounds(
         t2 = time.perf_counter()
         row: dict[str, Any] = {"round": rnd}
         weights = arrays.to_numpy_ndarrays()
-        health, norms = update_health(
-            before, weights, [m.content["arrays"].to_numpy_ndarrays for m in valid]
-        )
+        health["global_update_norm"] = float(np.linalg.norm(flat(weights) - flat(before)))
         if rnd % fed.eval_every == 0 or rnd == fed.rounds:
             loss, acc = evaluate(weights)
             row.update(accuracy=acc, loss=loss)
@@ -161,7 +165,8 @@ def run_rounds(
             bytes_sent=sent,
             bytes_received=received,
             train_seconds=round(t1 - t0, 4),
-            aggregate_seconds=round(t2 - t1, 4),
+            health_seconds=round(t_health - t1, 4),
+            aggregate_seconds=round(t2 - t_health, 4),
             eval_seconds=round(t3 - t2, 4),
             round_seconds=round(t3 - t0, 4),
             elapsed_seconds=round(t3 - started, 3),

@@ -8,10 +8,11 @@
                 recompiles and `fit`s a fresh model per call.
 
 Timed span for (b) and (c): the rounds' client-update phase as the server sees it
-(first training message out to last reply aggregated), central evaluation excluded
-because (a) has none. Ray start-up, including each worker importing TensorFlow, is
-reported apart as `*_startup_s` (the same for (b) and (c)); (a) includes building and
-tracing its model, as (b) and (c) include their workers' first use inside round 1.
+(first training message out to last reply aggregated), central evaluation and the
+model-health statistics excluded because (a) has neither. Ray start-up, including each
+worker importing TensorFlow, is reported apart as `*_startup_s` (the same for (b) and
+(c)); (a) includes building and tracing its model, as (b) and (c) include their
+workers' first use inside round 1.
 """
 
 from __future__ import annotations
