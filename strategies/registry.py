@@ -73,8 +73,9 @@ STRATEGIES: dict[str, Builder] = {
     "multikrum": lambda c, n: fl.MultiKrum(
         **_common(n),
         num_malicious_nodes=_byzantine(c),
+        # m = n - f (El Mhamdi et al. 2018): keep every update Krum does not suspect.
         num_nodes_to_select=c.strategy.num_to_keep
-        or max(1, c.federation.clients_per_round - 2 * _byzantine(c) - 2),
+        or max(1, c.federation.clients_per_round - _byzantine(c)),
     ),
     "bulyan": lambda c, n: fl.Bulyan(**_common(n), num_malicious_nodes=_byzantine(c)),
     "scaffold": lambda c, n: Scaffold(
