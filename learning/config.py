@@ -94,7 +94,9 @@ class StrategyConfig:
     q: float = _k(0.1, "q-FedAvg fairness exponent", min=0.0)
     trim_beta: float = _k(0.2, "FedTrimmedAvg fraction cut from each end", min=0.0, lt=0.5)
     num_malicious: int = _k(0, "Krum/MultiKrum/Bulyan: assumed Byzantine clients", min=0)
-    num_to_keep: int = _k(0, "MultiKrum: updates kept (0 = clients-per-round - num-malicious)", min=0)
+    num_to_keep: int = _k(
+        0, "MultiKrum: updates kept (0 = clients-per-round - num-malicious)", min=0
+    )
     feddyn_alpha: float = _k(0.01, "FedDyn regularisation strength", gt=0.0)
     rfa_iterations: int = _k(10, "RFA: smoothed Weiszfeld iterations", min=1)
     rfa_eps: float = _k(1e-6, "RFA: Weiszfeld smoothing (smallest distance used)", gt=0.0)
