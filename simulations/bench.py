@@ -24,6 +24,7 @@ cell directory is cleared first). Results are aggregated over `seed` (mean +- st
 from __future__ import annotations
 
 import csv
+import fcntl
 import itertools
 import json
 import shutil
@@ -136,6 +137,14 @@ def run_grid(grid: Grid, out: Path, ray_address: str | None = None, quiet: bool 
 
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(out / "bench.lock", "w")  # noqa: SIM115  (held for the whole bench)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise ConfigError(
+            f"bench directory {str(out)!r} is in use by another perennial bench; "
+            "wait for it or choose another --out"
+        ) from None
     todo = [c for c in grid.cells if not is_finished(cells_dir / c.label)]
     done = len(grid.cells) - len(todo)
     if done and not quiet:

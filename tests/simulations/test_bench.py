@@ -95,3 +95,18 @@ def test_bench_writes_tables_and_resumes_only_unfinished_cells(ray_address, tmp_
     assert "3 of 4 cells already finished" in proc.stdout
     assert kept.stat().st_mtime_ns == kept_mtime
     assert json.loads((redo / "summary.json").read_text())["rounds_completed"] == 2
+
+
+def test_a_bench_directory_in_use_is_refused(tmp_path):
+    import fcntl
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID)
+    out = tmp_path / "bench"
+    out.mkdir()
+    with open(out / "bench.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = run_cli("bench", str(grid), "--out", str(out))
+    assert proc.returncode == 2
+    assert "in use by another perennial bench" in proc.stderr
+    assert not (out / "cells").exists() or not any((out / "cells").iterdir())
