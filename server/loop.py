@@ -24,7 +24,7 @@ from learning.config import ExperimentConfig
 from learning.training import initial_weights
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.health import flat, update_health
-from server.sampling import sample_clients
+from server.sampling import sample_clients, top_up_clients
 from strategies.registry import build_strategy
 
 # Called after every round with the metrics row and histogram data (name -> values).
@@ -109,26 +109,40 @@ def run_rounds(
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
     for rnd in range(first, fed.rounds + 1):
         t0 = time.perf_counter()
-        failures = rejected = attempts = 0
+        failures = rejected = attempts = sent = 0
+        good: list[Message] = []
+        valid: list[Message] = []
+        tried: set[int] = set()
+        pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
         while True:
-            pids = sample_clients(
-                fed.seed, rnd, fed.num_clients, fed.clients_per_round, attempt=attempts
-            )
+            # First attempt: the round's sample. A retry tops up: it asks as many fresh
+            # clients (seeded by round and attempt, never one already tried) as are missing.
+            tried.update(pids)
             messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
             messages = _stamp(messages, pids, rnd)
-            sent = sum(_nbytes(m.content) for m in messages)
+            sent += sum(_nbytes(m.content) for m in messages)
             replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
-            replies.sort(key=_reply_pid)
-            good = [m for m in replies if not m.has_error()]
-            failures += len(messages) - len(good)
-            valid = [m for m in good if _valid_update(m, shapes)]
-            rejected += len(good) - len(valid)
-            valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays(), rnd)
+            answered = [m for m in replies if not m.has_error()]
+            failures += len(messages) - len(answered)
+            ok = [m for m in answered if _valid_update(m, shapes)]
+            rejected += len(answered) - len(ok)
+            good += answered
+            valid += ok
             useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
             enough = len(useful) >= fed.min_clients
             if enough or fed.too_few == "skip" or attempts >= fed.max_retries:
                 break
             attempts += 1
+            pids = top_up_clients(
+                fed.seed, rnd, attempts, fed.num_clients, tried, fed.min_clients - len(useful)
+            )
+            if not pids:
+                break
+        good.sort(key=_reply_pid)
+        valid.sort(key=_reply_pid)
+        valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays(), rnd)
+        useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
+        pids = sorted(tried)
         t1 = time.perf_counter()
         received = sum(_nbytes(m.content) for m in good)
         before = arrays.to_numpy_ndarrays()
