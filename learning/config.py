@@ -242,16 +242,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a one-line ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} not found; pass an existing TOML file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{what} {str(p)!r} is not valid TOML: {msg}") from None
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Flat keys from a TOML file (a top-level `[experiment]` table is also accepted)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found; pass an existing TOML file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {msg}") from None
+    data = read_toml(p)
     if "experiment" in data and isinstance(data["experiment"], dict):
         rest = {k: v for k, v in data.items() if k != "experiment"}
         data = {**data["experiment"], **rest}

@@ -29,12 +29,11 @@ import itertools
 import json
 import shutil
 import statistics
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig
+from learning.config import ExperimentConfig, read_toml
 from learning.errors import ConfigError
 from server.run_dir import read_metrics, write_atomic
 from strategies.registry import check_strategy_name
@@ -69,12 +68,7 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Parse and validate a grid file; every cell's config is checked before any runs."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"grid file {str(p)!r} not found; pass an existing TOML file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"grid file {str(p)!r} is not valid TOML: {exc}") from None
+    data = read_toml(p, "grid file")
     unknown = set(data) - {"base", "axes", "variant", "bench"}
     if unknown:
         raise ConfigError(
