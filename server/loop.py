@@ -105,6 +105,7 @@ def run_rounds(
         result.rows = list(resume.rows)
     arrays = ArrayRecord(weights)
     shapes = [w.shape for w in weights]
+    dtypes = [w.dtype for w in weights]
     base = {k: v for k, v in cfg.to_flat().items()}
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
     for rnd in range(first, fed.rounds + 1):
@@ -156,7 +157,7 @@ def run_rounds(
         if useful and enough:
             new_arrays, _ = strategy.aggregate_train(rnd, useful)
         if new_arrays is not None:
-            arrays = new_arrays
+            arrays = _cast_like(new_arrays, dtypes)
         t2 = time.perf_counter()
         row: dict[str, Any] = {"round": rnd}
         weights = arrays.to_numpy_ndarrays()
@@ -193,6 +194,15 @@ def run_rounds(
     result.weights = arrays.to_numpy_ndarrays()
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def _cast_like(record: ArrayRecord, dtypes: list[np.dtype]) -> ArrayRecord:
+    """Keep the global model in the model's own dtypes: Flower's FedOpt and q-FedAvg
+    aggregate in float64, which would double every message and change what clients get."""
+    arrays = record.to_numpy_ndarrays()
+    if [a.dtype for a in arrays] == dtypes:
+        return record
+    return ArrayRecord([a.astype(d) for a, d in zip(arrays, dtypes, strict=True)])
 
 
 def _valid_update(msg: Message, shapes: list[tuple[int, ...]]) -> bool:
