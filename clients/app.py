@@ -16,6 +16,8 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
+from clients.privacy import privacy_mod
+from clients.secure_aggregation import secure_aggregation_mod
 from clients.stateful import STATEFUL
 from clients.weights_only import weights_only_mod
 from learning.config import ExperimentConfig, key_spec
@@ -27,7 +29,9 @@ from learning.training import (
     to_float_images,
 )
 
-app = ClientApp(mods=[weights_only_mod])
+# Outermost first: SecAgg+ masks what leaves the client, the weights-only check sees
+# the clipped (and, for local DP, noised) reply, privacy_mod clips the app's update.
+app = ClientApp(mods=[secure_aggregation_mod, weights_only_mod, privacy_mod])
 
 
 def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:

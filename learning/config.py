@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.errors import ConfigError
+from learning.secagg_plan import secagg_plan
 
 PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
 DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
@@ -113,6 +114,47 @@ class RuntimeConfig:
     weights_only: bool = _k(True, "refuse client replies holding anything but weights")
 
 
+# Strategies whose server step needs only the (weighted) mean of the updates: the only
+# ones central DP's sensitivity analysis and SecAgg+'s sum-only view can serve.
+SUM_ONLY_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    dp: str = _k("none", "differential privacy", choices=("none", "central", "local"))
+    noise_multiplier: float = _k(1.0, "central DP: noise std / clipping norm", min=0.0)
+    clipping_norm: float = _k(1.0, "DP: L2 bound on a client update (initial if adaptive)", gt=0.0)
+    delta: float = _k(1e-5, "DP: target delta (must be < 1/num-clients)", gt=0.0, lt=1.0)
+    target_epsilon: float = _k(
+        0.0, "central DP: derive noise-multiplier for this epsilon (0 = off)", min=0.0
+    )
+    dp_clipping: str = _k("fixed", "central DP clipping", choices=("fixed", "adaptive"))
+    target_quantile: float = _k(
+        0.5, "adaptive clipping: share of updates left unclipped", gt=0.0, lt=1.0
+    )
+    clip_learning_rate: float = _k(0.2, "adaptive clipping: geometric step size", gt=0.0)
+    clipped_count_stddev: float = _k(
+        0.0,
+        "adaptive clipping: noise std of the unclipped count (0 = clients-per-round/20)",
+        min=0.0,
+    )
+    local_epsilon: float = _k(10.0, "local DP: epsilon of each released update", gt=0.0)
+    local_delta: float = _k(1e-5, "local DP: delta of each released update", gt=0.0, lt=1.0)
+    secure_noise: bool = _k(
+        False, "draw DP noise from OS entropy (not reproducible; for deployments)"
+    )
+    secure_aggregation: bool = _k(False, "SecAgg+: the server sees only the sum")
+    num_shares: int = _k(0, "SecAgg+: key shares per client (0 = all sampled clients)", min=0)
+    reconstruction_threshold: int = _k(
+        0, "SecAgg+: shares needed to rebuild a key (0 = largest the tolerance allows)", min=0
+    )
+    dropout_tolerance: float = _k(
+        0.2, "SecAgg+: share of sampled clients that may drop mid-round", min=0.0, lt=1.0
+    )
+    secagg_clipping_range: float = _k(8.0, "SecAgg+: |value| bound before quantisation", gt=0.0)
+    secagg_quantization_bits: int = _k(22, "SecAgg+: quantisation levels = 2**bits", min=8, max=28)
+
+
 SECTIONS = {
     "data": DataConfig,
     "train": TrainConfig,
@@ -120,6 +162,7 @@ SECTIONS = {
     "strategy": StrategyConfig,
     "attack": AttackConfig,
     "runtime": RuntimeConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -131,6 +174,7 @@ class ExperimentConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -222,10 +266,52 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
             f"clients-per-round ({fed.clients_per_round}) exceeds num-clients "
             f"({fed.num_clients}); lower clients-per-round or raise num-clients"
         )
+    _check_privacy(cfg)
     if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
         raise ConfigError(
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
+
+
+def _check_privacy(cfg: ExperimentConfig) -> None:
+    """Refuse privacy settings that would not mean what they say."""
+    p, fed, name = cfg.privacy, cfg.federation, cfg.strategy.strategy
+    if p.dp == "central":
+        if p.delta >= 1.0 / fed.num_clients:
+            raise ConfigError(
+                f"delta ({p.delta:g}) must be < 1/num-clients ({1.0 / fed.num_clients:g}): a "
+                "larger delta lets the mechanism leak one client outright; lower delta"
+            )
+        if p.noise_multiplier == 0 and p.target_epsilon == 0 and p.dp_clipping == "adaptive":
+            raise ConfigError("adaptive clipping needs noise-multiplier > 0 or target-epsilon")
+    if p.dp != "none" and name not in SUM_ONLY_STRATEGIES:
+        raise ConfigError(
+            f"dp={p.dp!r} cannot be combined with strategy {name!r}: its privacy bound holds "
+            f"only for mean-based strategies {list(SUM_ONLY_STRATEGIES)}"
+        )
+    if p.secure_aggregation:
+        if name not in SUM_ONLY_STRATEGIES:
+            raise ConfigError(
+                f"secure-aggregation cannot be combined with strategy {name!r}: the server "
+                f"sees only the sum; use one of {list(SUM_ONLY_STRATEGIES)}"
+            )
+        if p.dp == "central" and p.dp_clipping == "adaptive":
+            raise ConfigError(
+                "secure-aggregation cannot be combined with adaptive clipping (each client's "
+                'clipped bit would be visible); use dp-clipping="fixed"'
+            )
+        secagg_plan(
+            fed.clients_per_round,
+            p.num_shares,
+            p.reconstruction_threshold,
+            p.dropout_tolerance,
+            p.secagg_quantization_bits,
+        )
+        if cfg.attack.attack != "none":
+            raise ConfigError(
+                "secure-aggregation hides individual updates, so attacks and the defences "
+                'against them cannot be simulated with it; set attack="none"'
+            )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

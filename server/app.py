@@ -43,7 +43,30 @@ def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentCo
         "num_clients": cfg.federation.num_clients,
         "clients_per_round": cfg.federation.clients_per_round,
         "seed": cfg.federation.seed,
+        **_privacy_summary(rows, cfg),
     }
+
+
+def _privacy_summary(rows: list[dict[str, Any]], cfg: ExperimentConfig) -> dict[str, Any]:
+    p = cfg.privacy
+    out: dict[str, Any] = {"dp": p.dp, "secure_aggregation": p.secure_aggregation}
+    if p.dp == "central" and rows:
+        last = rows[-1]
+        out.update(
+            epsilon=last.get("epsilon"),
+            delta=p.delta,
+            noise_multiplier=last.get("noise_multiplier"),
+            clipping_norm=last.get("clipping_norm"),
+        )
+    if p.dp == "local":
+        from clients.privacy import local_noise_std
+
+        out.update(
+            local_epsilon_per_round=p.local_epsilon,
+            local_delta=p.local_delta,
+            local_noise_std=local_noise_std(p.clipping_norm, p.local_epsilon, p.local_delta),
+        )
+    return out
 
 
 def run_experiment(

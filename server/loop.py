@@ -24,7 +24,10 @@ from learning.config import ExperimentConfig
 from learning.training import initial_weights
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.health import flat, update_health
-from server.sampling import sample_clients, top_up_clients
+from server.privacy import privacy_row, wrap_private
+from server.sampling import poisson_clients, sample_clients, top_up_clients
+from server.secure_send import SecureSender
+from strategies.central_dp import CentralDP
 from strategies.registry import build_strategy
 
 # Called after every round with the metrics row and histogram data (name -> values).
@@ -96,7 +99,12 @@ def run_rounds(
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
     weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
-    strategy = build_strategy(cfg, num_slots)
+    strategy = wrap_private(cfg, build_strategy(cfg, num_slots))
+    # Central DP samples each client independently (the accountant's assumption) and
+    # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
+    poisson = cfg.privacy.dp == "central"
+    secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None
+    max_retries = 0 if poisson or secure else fed.max_retries
     result = LoopResult(weights=weights)
     first = 1
     if resume is not None:
@@ -114,8 +122,22 @@ def run_rounds(
         good: list[Message] = []
         valid: list[Message] = []
         tried: set[int] = set()
-        pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
-        while True:
+        if poisson:
+            rate = fed.clients_per_round / fed.num_clients
+            pids = poisson_clients(fed.seed, rnd, fed.num_clients, rate)
+        else:
+            pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
+        secure_mean = None
+        while secure is not None:
+            tried.update(pids)
+            messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
+            outcome = secure.run(grid, _stamp(messages, pids, rnd), rnd)
+            sent, received = outcome.bytes_sent, outcome.bytes_received
+            failures, good = outcome.dropped, list(outcome.replies)
+            valid, secure_mean = list(good), outcome.mean
+            enough = secure_mean is not None
+            break
+        while secure is None:
             # First attempt: the round's sample. A retry tops up: it asks as many fresh
             # clients (seeded by round and attempt, never one already tried) as are missing.
             tried.update(pids)
@@ -130,8 +152,8 @@ def run_rounds(
             good += answered
             valid += ok
             useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
-            enough = len(useful) >= fed.min_clients
-            if enough or fed.too_few == "skip" or attempts >= fed.max_retries:
+            enough = len(useful) >= fed.min_clients or poisson
+            if enough or fed.too_few == "skip" or attempts >= max_retries:
                 break
             attempts += 1
             pids = top_up_clients(
@@ -145,16 +167,23 @@ def run_rounds(
         useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
         pids = sorted(tried)
         t1 = time.perf_counter()
-        received = sum(_nbytes(m.content) for m in good)
+        if secure is None:
+            received = sum(_nbytes(m.content) for m in good)
         before = arrays.to_numpy_ndarrays()
         # Client-update health first: some of Flower's strategies (FedMedian) pop the
-        # arrays out of the replies they aggregate.
+        # arrays out of the replies they aggregate. Under SecAgg+ there is nothing to see.
         health, norms = update_health(
-            before, before, [m.content["arrays"].to_numpy_ndarrays for m in valid]
+            before,
+            before,
+            [m.content["arrays"].to_numpy_ndarrays for m in valid if "arrays" in m.content],
         )
         t_health = time.perf_counter()
         new_arrays = None
-        if useful and enough:
+        if secure_mean is not None:
+            new_arrays = secure.aggregate(strategy, rnd, secure_mean, before, len(valid))
+        elif secure is None and isinstance(strategy, CentralDP):
+            new_arrays, _ = strategy.aggregate_train(rnd, useful)  # released even if empty
+        elif useful and enough:
             new_arrays, _ = strategy.aggregate_train(rnd, useful)
         if new_arrays is not None:
             arrays = _cast_like(new_arrays, dtypes)
@@ -170,13 +199,14 @@ def run_rounds(
         t3 = time.perf_counter()
         row.update(_train_stats(valid))
         row.update(health)
+        row.update(privacy_row(cfg, strategy))
         row.update(
             clients=len(pids),
             replies=len(valid),
             failures=failures,
             rejected_updates=rejected,
             retries=attempts,
-            skipped=not (useful and enough),
+            skipped=new_arrays is None,
             bytes_sent=sent,
             bytes_received=received,
             train_seconds=round(t1 - t0, 4),

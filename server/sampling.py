@@ -35,3 +35,13 @@ def top_up_clients(
         if c not in tried and c not in chosen:
             chosen.append(c)
     return sorted(chosen)
+
+
+def poisson_clients(seed: int, server_round: int, num_clients: int, rate: float) -> list[int]:
+    """Each client independently with probability `rate` (Poisson sampling), sorted.
+
+    Central DP needs it: the accountant's amplification by sampling assumes that
+    whether one client takes part says nothing about any other.
+    """
+    rng = np.random.default_rng([seed, server_round, 0x9015])
+    return [int(c) for c in np.flatnonzero(rng.random(num_clients) < rate)]

@@ -114,6 +114,10 @@ def run_apps(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     config = backend_config(cfg, ray_address)
     workers = start_ray(cfg, config["init_args"], size_threads=size_threads)
+    if cfg.privacy.secure_aggregation and not num_supernodes:
+        from server.secure_send import secagg_nodes
+
+        num_supernodes = secagg_nodes(cfg)  # SecAgg+ keeps protocol state per node
     num_slots = num_supernodes or min(cfg.federation.clients_per_round, workers)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level

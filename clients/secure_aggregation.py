@@ -1,0 +1,70 @@
+"""The client's half of SecAgg+: Flower's own `secaggplus_mod`, adapted to our replies.
+
+Flower's mod speaks the legacy FitRes layout (`fitres.parameters`, `fitres.num_examples`)
+and hands the app the protocol's own ConfigRecord next to ours. This adapter strips
+that record on the way in, converts our reply on the way out, and afterwards removes
+everything but the masked vector and our scalar metrics. Messages without SecAgg+
+configs pass straight through, so one ClientApp serves both kinds of run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
+from flwr.app.message_type import MessageType
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+WEIGHT_KEY = "secagg-weight"  # the weight this client's update carries in the sum
+
+
+def _is_secagg(msg: Message) -> bool:
+    return (
+        msg.metadata.message_type == MessageType.TRAIN
+        and RECORD_KEY_CONFIGS in msg.content.config_records
+    )
+
+
+def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    if not _is_secagg(msg):
+        return call_next(msg, ctxt)
+
+    def train_as_fitres(inner: Message, context: Context) -> Message:
+        protocol = inner.content.config_records.pop(RECORD_KEY_CONFIGS)
+        try:
+            reply = call_next(inner, context)
+        finally:
+            inner.content.config_records[RECORD_KEY_CONFIGS] = protocol
+        if reply.has_error():
+            return reply
+        config = inner.content["config"]
+        metrics = reply.content["metrics"]
+        weight = int(config.get(WEIGHT_KEY, 0)) or int(metrics["num-examples"])
+        content = reply.content
+        content["fitres.parameters"] = content.array_records.pop("arrays")
+        content["fitres.num_examples"] = MetricRecord({"num_examples": weight})
+        content["fitres.metrics"] = ConfigRecord({})
+        content["fitres.status"] = ConfigRecord({"code": 0, "message": ""})
+        if not config.get("secure-noise", False):
+            # Flower quantises with stochastic rounding from NumPy's global generator.
+            seq = np.random.SeedSequence(
+                [
+                    int(config.get("seed", 0)),
+                    int(config.get("server-round", 0)),
+                    int(config.get("partition-id", 0)),
+                    0x5A,
+                ]
+            )
+            np.random.seed(seq.generate_state(1)[0])
+        return reply
+
+    out = secaggplus_mod(msg, ctxt, train_as_fitres)
+    if out.has_error():
+        return out
+    for key in [k for k in out.content.keys() if k.startswith("fitres.")]:
+        del out.content[key]
+    for key, record in list(out.content.array_records.items()):
+        if isinstance(record, ArrayRecord) and not record:
+            del out.content[key]
+    return out

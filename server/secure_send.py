@@ -1,0 +1,107 @@
+"""A round under SecAgg+ as the loop sees it: send, get the mean back, aggregate.
+
+Weights: with central DP every client counts once (the sensitivity analysis needs
+it), so the client's weight and the protocol's `max_weight` are both 1 and the
+mean is exact up to quantisation. Without DP, updates are weighted by example count
+as FedAvg does, with `max_weight` the largest shard so that no weight overflows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from clients.secure_aggregation import WEIGHT_KEY
+from learning.config import ExperimentConfig
+from learning.errors import AggregationError
+from learning.secagg_plan import secagg_plan
+from server.secure_aggregation import SecAggOutcome, run_secagg_round
+from strategies.central_dp import CentralDP, single_reply
+
+
+class SecureSender:
+    def __init__(self, cfg: ExperimentConfig, num_nodes: int) -> None:
+        self.cfg = cfg
+        self.num_nodes = num_nodes
+        self.uniform = cfg.privacy.dp == "central"
+        self.max_weight = 1.0 if self.uniform else float(max(_shard_sizes(cfg)))
+
+    def run(self, grid: Grid, messages: list[Message], rnd: int) -> SecAggOutcome:
+        p, fed = self.cfg.privacy, self.cfg.federation
+        if len(messages) > self.num_nodes:
+            raise AggregationError(
+                f"round {rnd} sampled {len(messages)} clients but only {self.num_nodes} "
+                "SuperNodes run; SecAgg+ needs one node per client"
+            )
+        if self.uniform:
+            for m in messages:
+                m.content["config"] = ConfigRecord({**m.content["config"], WEIGHT_KEY: 1})
+        plan = secagg_plan(
+            len(messages),
+            p.num_shares,
+            p.reconstruction_threshold,
+            p.dropout_tolerance,
+            p.secagg_quantization_bits,
+        )
+        rng = np.random.default_rng([fed.seed, rnd, 0x5ECA])
+        outcome = run_secagg_round(
+            grid,
+            messages,
+            plan,
+            p.secagg_clipping_range,
+            p.secagg_quantization_bits,
+            self.max_weight,
+            rng,
+            rnd,
+            fed.timeout,
+        )
+        outcome.bytes_sent = sum(
+            a.numpy().nbytes
+            for m in messages
+            for rec in m.content.array_records.values()
+            for a in rec.values()
+        )
+        outcome.bytes_received = sum(
+            len(b)
+            for r in outcome.replies
+            for b in r.content[RECORD_KEY_CONFIGS].get(Key.MASKED_PARAMETERS, [])
+        )
+        return outcome
+
+    def aggregate(
+        self,
+        strategy: Strategy,
+        rnd: int,
+        mean: list[np.ndarray],
+        before: list[np.ndarray],
+        survivors: int,
+    ) -> ArrayRecord | None:
+        """The strategy's server step on the securely computed mean."""
+        dtypes = [b.dtype for b in before]
+        if isinstance(strategy, CentralDP):
+            delta_sum = [
+                survivors * (m - b.astype(np.float64)) for m, b in zip(mean, before, strict=True)
+            ]
+            new, _ = strategy.aggregate_sum(rnd, delta_sum)
+        else:
+            new, _ = strategy.aggregate_train(rnd, [single_reply(mean, dtypes)])
+        return new
+
+
+def _shard_sizes(cfg: ExperimentConfig) -> list[int]:
+    from learning.federated_data import partition_histograms
+
+    return [int(np.sum(h)) for h in partition_histograms(cfg)]
+
+
+def secagg_nodes(cfg: ExperimentConfig) -> int:
+    """SuperNodes a SecAgg+ run needs: one per client a round can sample. Poisson
+    sampling (central DP) draws around clients-per-round; 4 std above is enough."""
+    fed = cfg.federation
+    if cfg.privacy.dp != "central":
+        return fed.clients_per_round
+    extra = 4 * int(np.ceil(np.sqrt(fed.clients_per_round))) + 2
+    return min(fed.num_clients, fed.clients_per_round + extra)

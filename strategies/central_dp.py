@@ -1,0 +1,204 @@
+"""DP-FedAvg at user level (McMahan et al. 2018), adaptive clipping (Andrew et al. 2021).
+
+Clients clip their update to L2 norm C (Flower's `fixedclipping_mod` or
+`adaptiveclipping_mod`, added by `clients.privacy`). The server clips again (a client
+that skipped it gains nothing), sums, adds Gaussian noise of std z*C to the sum and
+divides by the *expected* number of clients q*N. With Poisson sampling that fixed
+denominator keeps the mean's sensitivity at C/(qN) whatever the round's draw, which
+is what the accountant assumes. The noisy mean is handed to the wrapped strategy as
+one reply, so FedAvgM/FedAdam/... apply their server step to it: post-processing,
+no further privacy cost.
+
+Adaptive clipping follows the paper, not Flower 1.42's server wrapper: Flower's
+client mod reports a bit that is 1 when the update *was clipped*, and its wrapper
+shrinks C when more than the target share was clipped, which drives C towards zero.
+Here the bit is turned into "unclipped" and C moves towards the target quantile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app.message_type import MessageType
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
+
+Arrays = list[np.ndarray]
+
+
+def l2_norm(arrays: Arrays) -> float:
+    return float(math.sqrt(sum(float(np.sum(np.square(a, dtype=np.float64))) for a in arrays)))
+
+
+def clip_update(delta: Arrays, clipping_norm: float) -> tuple[Arrays, bool]:
+    """`delta` scaled to norm <= C, and whether it was left unclipped."""
+    norm = l2_norm(delta)
+    if norm <= clipping_norm:
+        return [np.asarray(d, dtype=np.float64) for d in delta], True
+    scale = clipping_norm / norm
+    return [np.asarray(d, dtype=np.float64) * scale for d in delta], False
+
+
+def noisy_mean(
+    delta_sum: Arrays, denominator: float, std: float, rng: np.random.Generator
+) -> Arrays:
+    """(sum + N(0, std^2 I)) / denominator."""
+    return [(s + rng.normal(0.0, std, size=np.shape(s))) / denominator for s in delta_sum]
+
+
+def update_noise_multiplier(noise_multiplier: float, count_std: float) -> float:
+    """Noise multiplier left for the update when the clipped count also gets noise.
+
+    Andrew et al. (2021), Thm 1: releasing the sum with z_delta and the count of
+    unclipped updates with std count_std costs as much as one Gaussian release with
+    z = (z_delta^-2 + (2 count_std)^-2)^(-1/2). Solving for z_delta keeps the
+    accountant's z honest.
+    """
+    if noise_multiplier == 0:
+        return 0.0
+    if count_std <= noise_multiplier / 2:
+        raise ValueError(
+            f"clipped-count-stddev ({count_std:g}) must exceed noise-multiplier / 2 "
+            f"({noise_multiplier / 2:g}); raise it or lower noise-multiplier"
+        )
+    return (noise_multiplier**-2 - (2 * count_std) ** -2) ** -0.5
+
+
+def next_clipping_norm(
+    clipping_norm: float,
+    unclipped: float,
+    expected_clients: float,
+    target_quantile: float,
+    learning_rate: float,
+) -> float:
+    """Geometric step of C towards the target quantile of update norms:
+    C * exp(-lr * (unclipped share - target)). Too many unclipped -> C shrinks."""
+    share = unclipped / expected_clients
+    return float(clipping_norm * math.exp(-learning_rate * (share - target_quantile)))
+
+
+def single_reply(arrays: Arrays, dtypes: list[np.dtype]) -> Message:
+    """A reply standing for the whole round (the noisy or securely summed mean), so the
+    wrapped strategy's own server step runs on it unchanged."""
+    record = ArrayRecord([np.asarray(a).astype(d) for a, d in zip(arrays, dtypes, strict=True)])
+    content = RecordDict({"arrays": record, "metrics": MetricRecord({"num-examples": 1})})
+    return Message(content=content, dst_node_id=0, message_type=MessageType.TRAIN)
+
+
+class CentralDP(Strategy):
+    """Wraps a mean-based strategy with clipping, noise and the release count."""
+
+    def __init__(
+        self,
+        inner: Strategy,
+        *,
+        noise_multiplier: float,
+        clipping_norm: float,
+        expected_clients: float,
+        adaptive: bool = False,
+        target_quantile: float = 0.5,
+        clip_learning_rate: float = 0.2,
+        count_std: float = 0.0,
+        seed: int = 0,
+        secure_noise: bool = False,
+    ) -> None:
+        super().__init__()
+        self.inner = inner
+        self.noise_multiplier = noise_multiplier
+        self.expected_clients = expected_clients
+        self.adaptive = adaptive
+        self.target_quantile = target_quantile
+        self.clip_learning_rate = clip_learning_rate
+        self.count_std = count_std or expected_clients / 20
+        self.update_multiplier = (
+            update_noise_multiplier(noise_multiplier, self.count_std)
+            if adaptive
+            else noise_multiplier
+        )
+        self.seed = seed
+        self.secure_noise = secure_noise
+        # Arrays, so that checkpoints carry them (see server.checkpoint).
+        self._clip = np.array([clipping_norm], dtype=np.float64)
+        self._releases = np.array([0], dtype=np.int64)
+        self.last_noise_std = 0.0
+        self._global: Arrays = []
+
+    @property
+    def clipping_norm(self) -> float:
+        return float(self._clip[0])
+
+    @property
+    def releases(self) -> int:
+        return int(self._releases[0])
+
+    def _rng(self, server_round: int, stream: int) -> np.random.Generator:
+        if self.secure_noise:
+            return np.random.default_rng()
+        return np.random.default_rng([self.seed, server_round, 0xD9, stream])
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._global = arrays.to_numpy_ndarrays()
+        config[KEY_CLIPPING_NORM] = self.clipping_norm
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Clip each reply's update again, sum, and release the noisy mean."""
+        total: Arrays | None = None
+        unclipped = 0
+        for msg in replies:
+            weights = msg.content["arrays"].to_numpy_ndarrays()
+            delta = [w.astype(np.float64) - g for w, g in zip(weights, self._global, strict=True)]
+            clipped, kept = clip_update(delta, self.clipping_norm)
+            metrics = msg.content["metrics"]
+            if KEY_NORM_BIT in metrics:  # the client's own verdict (1 = it clipped)
+                kept = not bool(metrics[KEY_NORM_BIT])
+            unclipped += int(kept)
+            total = (
+                clipped if total is None else [t + c for t, c in zip(total, clipped, strict=True)]
+            )
+        if total is None:  # nobody answered: the release still happens, noise only
+            total = [np.zeros(g.shape, dtype=np.float64) for g in self._global]
+        return self.aggregate_sum(server_round, total, unclipped)
+
+    def aggregate_sum(
+        self, server_round: int, delta_sum: Arrays, unclipped: int | None = None
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The release: noisy mean of clipped updates -> the wrapped strategy's step.
+        Also the entry point for SecAgg+, where the server only ever holds the sum."""
+        std = self.update_multiplier * self.clipping_norm
+        mean = noisy_mean(delta_sum, self.expected_clients, std, self._rng(server_round, 0))
+        self.last_noise_std = std / self.expected_clients
+        if self.noise_multiplier > 0:
+            self._releases[0] += 1
+        new = [g + m for g, m in zip(self._global, mean, strict=True)]
+        dtypes = [g.dtype for g in self._global]
+        result = self.inner.aggregate_train(server_round, [single_reply(new, dtypes)])
+        if self.adaptive and unclipped is not None:
+            noisy = unclipped + self._rng(server_round, 1).normal(0.0, self.count_std)
+            self._clip[0] = next_clipping_norm(
+                self.clipping_norm,
+                noisy,
+                self.expected_clients,
+                self.target_quantile,
+                self.clip_learning_rate,
+            )
+        return result
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
+        return self.inner.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.inner.summary()
