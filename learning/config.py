@@ -20,7 +20,7 @@ from learning.secagg_plan import secagg_plan
 
 PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
 DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
-MODEL_NAMES = ("cnn", "lenet", "mlp")
+MODEL_NAMES = ("cnn", "lenet", "mlp", "small-cnn")
 OPTIMIZER_NAMES = ("sgd", "adam")
 ATTACK_NAMES = ("none", "label-flip", "sign-flip", "gaussian", "scaling", "alie", "free-ride")
 

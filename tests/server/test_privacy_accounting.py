@@ -1,0 +1,50 @@
+"""The epsilon a run reports, and the settings it refuses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from learning.config import ExperimentConfig
+from learning.errors import ConfigError
+from server.privacy import epsilon_spent, noise_for_epsilon
+
+
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
+    e10 = epsilon_spent(1.0, 10, 1000, 100, 1e-5)
+    e50 = epsilon_spent(1.0, 50, 1000, 100, 1e-5)
+    assert 0 < e10 < e50
+    assert epsilon_spent(2.0, 50, 1000, 100, 1e-5) < e50
+    assert epsilon_spent(1.0, 0, 1000, 100, 1e-5) == 0.0
+    assert math.isinf(epsilon_spent(0.0, 5, 1000, 100, 1e-5))
+
+
+def test_sampling_amplifies_and_the_accountant_beats_the_classic_rdp_bound():
+    z, rounds, delta = 1.0, 50, 1e-5
+    full = epsilon_spent(z, rounds, 100, 100, delta)  # q = 1: plain Gaussian
+    classic = min(rounds * a / (2 * z * z) + math.log(1 / delta) / (a - 1) for a in range(2, 200))
+    assert full <= classic
+    assert epsilon_spent(z, rounds, 1000, 100, delta) < full / 3
+
+
+def test_noise_for_epsilon_is_the_smallest_noise_meeting_the_target():
+    z = noise_for_epsilon(8.0, 50, 1000, 100, 1e-5)
+    assert epsilon_spent(z, 50, 1000, 100, 1e-5) <= 8.0
+    assert epsilon_spent(z * 0.98, 50, 1000, 100, 1e-5) > 8.0
+
+
+def test_meaningless_delta_and_unsupported_combinations_are_refused():
+    flat = {"dp": "central", "num-clients": 100, "delta": 0.01}
+    with pytest.raises(ConfigError, match="delta .* must be < 1/num-clients"):
+        ExperimentConfig.from_flat(flat)
+    with pytest.raises(ConfigError, match="cannot be combined with strategy 'krum'"):
+        ExperimentConfig.from_flat({"dp": "central", "strategy": "krum"})
+    with pytest.raises(ConfigError, match="secure-aggregation cannot be combined"):
+        ExperimentConfig.from_flat({"secure-aggregation": True, "strategy": "fedmedian"})
+    with pytest.raises(ConfigError, match="adaptive clipping"):
+        ExperimentConfig.from_flat(
+            {"secure-aggregation": True, "dp": "central", "dp-clipping": "adaptive"}
+        )
+    ok = ExperimentConfig.from_flat({"dp": "central", "secure-aggregation": True})
+    assert ok.privacy.delta == 1e-5
