@@ -27,6 +27,7 @@ import csv
 import fcntl
 import itertools
 import json
+import math
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
         groups.setdefault((cell.variant, cell.group), []).append(cell)
     table = []
     for (variant, group), cells in groups.items():
-        finals, bests, reach, sent, recv, wall = [], [], [], [], [], []
+        finals, bests, reach, sent, recv, wall, eps = [], [], [], [], [], [], []
         seeds_done = 0
         for cell in cells:
             cell_dir = out / "cells" / cell.label
@@ -192,6 +193,9 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
             sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
             recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
             wall.append(summary["wall_seconds"])
+            if summary.get("dp") == "central":  # no epsilon recorded = no noise = infinite
+                e = summary.get("epsilon")
+                eps.append(math.inf if e is None else float(e))
         fm, fs = _mean_std(finals)
         bm, bs = _mean_std(bests)
         table.append(
@@ -208,6 +212,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "mb_sent": statistics.fmean(sent) if sent else None,
                 "mb_received": statistics.fmean(recv) if recv else None,
                 "wall_seconds": statistics.fmean(wall) if wall else None,
+                "epsilon": statistics.fmean(eps) if eps else None,
             }
         )
     table.sort(key=lambda r: (r["group"], -(r["final_mean"] or -1)))
@@ -220,16 +225,23 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
+def _epsilon(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.2f}"
+
+
 def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
     """`results.md` (ranked per group) and `results.csv`."""
     lines = []
+    private = any(r.get("epsilon") is not None for r in table)
     for group in dict.fromkeys(r["group"] for r in table):
         lines += [
             f"### {group}",
             "",
-            f"| rank | variant | final acc % | best acc % | rounds to {100 * target:.0f}% "
-            "| MB sent | MB received | wall s | seeds |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| rank | variant |{' epsilon |' if private else ''} final acc % | best acc % "
+            f"| rounds to {100 * target:.0f}% | MB sent | MB received | wall s | seeds |",
+            f"|---:|---|{'---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
         ]
         rows = [r for r in table if r["group"] == group]
         for rank, r in enumerate(rows, start=1):
@@ -239,8 +251,9 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
                 else (f"never ({r['reached']})")
             )
             fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            eps = f" {_epsilon(r.get('epsilon'))} |" if private else ""
             lines.append(
-                f"| {rank} | {r['variant']} | {_pct(r['final_mean'], r['final_std'])} | "
+                f"| {rank} | {r['variant']} |{eps} {_pct(r['final_mean'], r['final_std'])} | "
                 f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {fmt(r['mb_sent'])} | "
                 f"{fmt(r['mb_received'])} | {fmt(r['wall_seconds'])} | {r['seeds']} |"
             )

@@ -135,6 +135,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = summarise_grid(grid, out)
     write_tables(table, out, grid.target_accuracy)
     plot_grid(grid, out)
+    if any(r.get("epsilon") is not None for r in table):
+        from simulations.privacy_plot import plot_privacy
+
+        plot_privacy(table, out / "privacy.png")
     _write_report(sorted((out / "cells").iterdir()), out / "report.html")
     print((out / "results.md").read_text())
     print(f"results: {out}/results.md, results.csv, accuracy.png, report.html")
