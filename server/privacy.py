@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import Strategy
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
-from strategies.central_dp import CentralDP
+from strategies.central_dp import CentralDP, update_noise_multiplier
 
 # dp-accounting warns for every low RDP order it cannot evaluate; those orders are
 # simply left out of the minimum, so the warnings say nothing a user can act on.
@@ -83,27 +83,37 @@ def resolved_noise_multiplier(cfg: ExperimentConfig) -> float:
     return p.noise_multiplier
 
 
+def check_central_dp(cfg: ExperimentConfig) -> float:
+    """The noise multiplier to use; a ConfigError for settings that cannot work."""
+    p = cfg.privacy
+    z = resolved_noise_multiplier(cfg)
+    if p.dp_clipping == "adaptive":
+        count_std = p.clipped_count_stddev or cfg.federation.clients_per_round / 20
+        try:
+            update_noise_multiplier(z, count_std)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return z
+
+
 def wrap_private(cfg: ExperimentConfig, strategy: Strategy) -> Strategy:
     """The strategy with central DP around it when `dp = "central"`."""
     p = cfg.privacy
     if p.dp != "central":
         return strategy
-    z = resolved_noise_multiplier(cfg)
-    try:
-        return CentralDP(
-            strategy,
-            noise_multiplier=z,
-            clipping_norm=p.clipping_norm,
-            expected_clients=float(cfg.federation.clients_per_round),
-            adaptive=p.dp_clipping == "adaptive",
-            target_quantile=p.target_quantile,
-            clip_learning_rate=p.clip_learning_rate,
-            count_std=p.clipped_count_stddev,
-            seed=cfg.federation.seed,
-            secure_noise=p.secure_noise,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    z = check_central_dp(cfg)
+    return CentralDP(
+        strategy,
+        noise_multiplier=z,
+        clipping_norm=p.clipping_norm,
+        expected_clients=float(cfg.federation.clients_per_round),
+        adaptive=p.dp_clipping == "adaptive",
+        target_quantile=p.target_quantile,
+        clip_learning_rate=p.clip_learning_rate,
+        count_std=p.clipped_count_stddev,
+        seed=cfg.federation.seed,
+        secure_noise=p.secure_noise,
+    )
 
 
 def privacy_row(cfg: ExperimentConfig, strategy: Strategy) -> dict:

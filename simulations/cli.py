@@ -40,6 +40,10 @@ def preflight(cfg: ExperimentConfig) -> None:
     check_strategy_name(cfg.strategy.strategy)
     dataset_for(cfg)
     partitions_for(cfg)
+    if cfg.privacy.dp == "central":
+        from server.privacy import check_central_dp
+
+        check_central_dp(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -18,6 +18,20 @@ from helpers import run_cli
         (["--set", "dataset=npz", "--set", "data-path=/nonexistent/x.npz"], "/nonexistent/x.npz"),
         (["missing-config.toml"], "not found"),
         (["--set", "rounds"], "expects KEY=VALUE"),
+        (["--set", 'dp="central"', "--set", "delta=0.05"], "must be < 1/num-clients"),
+        (["--set", 'dp="central"', "--set", 'strategy="krum"'], "cannot be combined"),
+        (["--set", "secure-aggregation=true", "--set", "reconstruction-threshold=3"], "half"),
+        (
+            [
+                "--set",
+                'dp="central"',
+                "--set",
+                'dp-clipping="adaptive"',
+                "--set",
+                "clipped-count-stddev=0.1",
+            ],
+            "clipped-count-stddev",
+        ),
     ],
 )
 def test_one_line_exit_2(tmp_path, args, fragment):
