@@ -54,6 +54,9 @@ def strategy_state(strategy: object) -> dict[str, Any]:
             state[name] = value
         elif value is None and name in _STATE_NAMES:
             state[name] = None
+    inner = getattr(strategy, "inner", None)  # a wrapper (central DP) keeps its strategy here
+    if inner is not None:
+        state.update({f"inner.{k}": v for k, v in strategy_state(inner).items()})
     return state
 
 
@@ -63,7 +66,11 @@ _STATE_NAMES = {"m_t", "v_t", "momentum_vector", "current_arrays", "_x", "_c", "
 
 def restore_strategy(strategy: object, state: dict[str, Any]) -> None:
     for name, value in state.items():
-        setattr(strategy, name, value)
+        target = strategy
+        while "." in name:
+            head, name = name.split(".", 1)
+            target = getattr(target, head)
+        setattr(target, name, value)
 
 
 def save_checkpoint(

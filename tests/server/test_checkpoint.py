@@ -44,3 +44,21 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="unreadable"):
         load_checkpoint(tmp_path)
+
+
+def test_a_dp_wrapper_checkpoints_its_own_and_its_strategys_state(tmp_path):
+    from flwr.serverapp.strategy import FedAvgM
+
+    from strategies.central_dp import CentralDP
+
+    def make() -> CentralDP:
+        return CentralDP(FedAvgM(), noise_multiplier=1.0, clipping_norm=0.7, expected_clients=5.0)
+
+    dp = make()
+    dp._clip[0], dp._releases[0] = 0.42, 7
+    dp.inner.momentum_vector = [np.full(3, 2.5, np.float32)]
+    save_checkpoint(tmp_path, 7, [np.zeros(3, np.float32)], dp, [])
+    fresh = make()
+    restore_strategy(fresh, load_checkpoint(tmp_path).state)
+    assert fresh.clipping_norm == 0.42 and fresh.releases == 7
+    np.testing.assert_array_equal(fresh.inner.momentum_vector[0], np.full(3, 2.5))
