@@ -381,9 +381,11 @@ def supernodes(
     superlink_address: str | None = None,
     data_paths: list[str] | None = None,
     timeout: float = 120,
+    only: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Start one SuperNode per registered key: node i trains on partition i of N
-    (or, with `data_paths`, on the files at data_paths[i])."""
+    (or, with `data_paths`, on the files at data_paths[i]). `only` starts just those
+    node indices, e.g. the one this machine should run in a multi-machine deployment."""
     files = DeployFiles(root.resolve())
     _need_certs(files)
     state = read_state(files)
@@ -395,9 +397,12 @@ def supernodes(
     n = files.num_node_keys()
     if data_paths and len(data_paths) != n:
         raise ConfigError(f"--data-path given {len(data_paths)} times for {n} SuperNodes")
+    bad = [i for i in only or [] if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"--index {bad[0]} is not a SuperNode of {root} (0..{n - 1})")
     entries = []
     try:
-        for i in range(n):
+        for i in sorted(set(only)) if only else range(n):
             if data_paths:
                 node_config = f'data-path="{Path(data_paths[i]).resolve()}"'
             else:

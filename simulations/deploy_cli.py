@@ -2,7 +2,7 @@
 
 perennial deploy certs DIR --nodes 3 [--host NAME ...]
 perennial deploy superlink DIR [--host 127.0.0.1] [--port P]
-perennial deploy supernodes DIR [--superlink HOST:PORT] [--data-path PATH ...]
+perennial deploy supernodes DIR [--superlink HOST:PORT] [--index I ...] [--data-path P ...]
 perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR]
 perennial deploy down DIR
 perennial deploy local [CONFIG] --nodes 3 [--set ...] [--out RUN_DIR] [--dir DIR]
@@ -51,7 +51,7 @@ def cmd_superlink(args: argparse.Namespace) -> int:
 def cmd_supernodes(args: argparse.Namespace) -> int:
     from simulations.deploy import supernodes
 
-    entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout)
+    entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout, args.index)
     for e in entries:
         print(f"perennial: SuperNode pid {e['pid']} ({e['node_config']}), log {e['log']}")
     return 0
@@ -131,6 +131,9 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
         "--data-path",
         action="append",
         help="node i trains on all of this data (repeat once per node) instead of partition i",
+    )
+    p.add_argument(
+        "--index", type=int, action="append", help="start only SuperNode I (repeat; default all)"
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for them")
     p.set_defaults(func=cmd_supernodes)
