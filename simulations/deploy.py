@@ -301,12 +301,14 @@ def superlink(
         "--disable-runtime-dependency-installation",  # the environment is already complete
     ]
     entry = _start(cmd, files.logs / "superlink.log", process_env(files.flwr_home), files.root)
-    address = f"{host}:{port}"
+    # Listening on every interface: talk to it over loopback (in the certificate's SAN).
+    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    address = f"[{local}]:{port}" if ":" in local else f"{local}:{port}"
     entry["address"] = address
     state = {"superlink": entry, "supernodes": [], "nodes": nodes}
     _write_state(files, state)
     try:
-        _wait_https(host, port, files.ca, entry, timeout)
+        _wait_https(local, port, files.ca, entry, timeout)
         write_connection(files, address)
         entry["node_ids"] = [register_node(files, files.node_public_key(i)) for i in range(nodes)]
     except BaseException:

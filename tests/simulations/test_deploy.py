@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, run_cli
 
 from learning.config import key_spec
 from simulations import deploy
@@ -105,3 +105,21 @@ def test_tls_deployment_trains_and_refuses_strangers(tmp_path):
     state = deploy.read_state(files)
     assert not state.get("supernodes") and not state.get("superlink")
     assert all(deploy._alive(e) is None for e in [*started, *refused])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["certs", "{tmp}/d", "--nodes", "0"], "--nodes must be >= 1"),
+        (["superlink", "{tmp}/d"], "run `perennial deploy certs"),
+        (["run", "{tmp}/d"], "run `perennial deploy superlink` first"),
+        (["down", "{tmp}/d"], "nothing was started there"),
+        (["local", "--set", "rounds=abc", "--dir", "{tmp}/d"], "'rounds' must be an integer"),
+    ],
+)
+def test_deploy_bad_input_is_one_line(tmp_path, args, fragment):
+    proc = run_cli("deploy", *[a.format(tmp=tmp_path) for a in args])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "d").exists()
