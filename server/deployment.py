@@ -3,50 +3,54 @@
 In a simulation the server owns the data split: it draws partition ids and names one
 in every message, and any execution slot can train any partition. In a real Flower
 deployment each SuperNode holds its own data, so the server cannot choose *what* a
-node trains on, only *which* nodes train: it samples among the connected nodes
-(seeded, over sorted node ids) and sends each one message without a partition id;
-the ClientApp then uses its node config (`partition-id`/`num-partitions` or
-`data-path`).
+node trains on, only *which* nodes train. The loop keeps drawing logical clients
+with `server/sampling.py` (seeded by (seed, round), with the same top-ups), but over
+the SuperNodes connected when the run starts: client k is the k-th node in node-id
+order, so the same nodes and seed draw the same nodes every run. Each sampled node
+gets one message without a partition id, and the ClientApp trains on its node
+config (`partition-id`/`num-partitions` or `data-path`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from server.sampling import sample_nodes, top_up_nodes
+from learning.config import FederationConfig
+from learning.errors import ConfigError
 
 
 class NodeDealer:
-    """Samples connected SuperNodes and addresses one train message to each."""
+    """Maps the loop's logical clients onto connected SuperNodes and addresses them."""
 
-    def __init__(self, grid: Grid, seed: int) -> None:
-        self.grid = grid
-        self.seed = seed
+    def __init__(self, grid: Grid) -> None:
+        # Node ids are fixed per registered key, so a node that reconnects keeps its
+        # place; one that is gone simply fails its messages (and is topped up).
+        self.node_ids = sorted(int(n) for n in grid.get_node_ids())
+        if not self.node_ids:
+            raise ConfigError(
+                "federation-mode = deployment but no SuperNode is connected; "
+                "start SuperNodes (perennial deploy supernodes) before the run"
+            )
 
-    def _nodes(self) -> list[int]:
-        return sorted(int(n) for n in self.grid.get_node_ids())
+    def federation(self, fed: FederationConfig) -> FederationConfig:
+        """`fed` with num-clients = the connected SuperNodes (what sampling draws from)."""
+        return dataclasses.replace(fed, num_clients=len(self.node_ids))
 
-    def sample(self, server_round: int, k: int) -> list[int]:
-        """Up to `k` node ids for this round (fewer if fewer are connected)."""
-        return sample_nodes(self.seed, server_round, self._nodes(), k)
-
-    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
-        """Up to `k` more node ids for a retried round, none already tried."""
-        return top_up_nodes(self.seed, server_round, attempt, self._nodes(), tried, k)
-
-    @staticmethod
-    def address(messages: list[Message], node_ids: list[int], server_round: int) -> list[Message]:
-        """One message per sampled node, built from the strategy's first message.
-
-        As in simulation mode, the strategy's records are reused (never mutated) and
-        only the config is copied, here adding the round but no partition id.
+    def address(
+        self, messages: list[Message], clients: list[int], server_round: int
+    ) -> list[Message]:
+        """One message per sampled client, sent to its SuperNode, from the strategy's
+        first message. As in simulation mode, the strategy's records are reused (never
+        mutated) and only the config is copied, here with the round but no partition id.
         """
         if not messages:
             return []
         template = min(messages, key=lambda m: m.metadata.dst_node_id)
         out = []
-        for node in node_ids:
+        for k in clients:
             content = RecordDict()
             for key, record in template.content.items():
                 if isinstance(record, ConfigRecord):
@@ -55,7 +59,7 @@ class NodeDealer:
             out.append(
                 Message(
                     content=content,
-                    dst_node_id=node,
+                    dst_node_id=self.node_ids[k],
                     message_type=template.metadata.message_type,
                 )
             )

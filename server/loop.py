@@ -111,8 +111,10 @@ def run_rounds(
     dtypes = [w.dtype for w in weights]
     base = {k: v for k, v in cfg.to_flat().items()}
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
-    # Deployment: sample connected SuperNodes (each trains on its own data), not partitions.
-    dealer = NodeDealer(grid, fed.seed) if fed.federation_mode == "deployment" else None
+    # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
+    # and each trains on its own data (server/deployment.py).
+    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
+    fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else _stamp
     for rnd in range(first, fed.rounds + 1):
         t0 = time.perf_counter()
@@ -121,8 +123,6 @@ def run_rounds(
         valid: list[Message] = []
         tried: set[int] = set()
         pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
-        if dealer is not None:
-            pids = dealer.sample(rnd, fed.clients_per_round)
         while True:
             # First attempt: the round's sample. A retry tops up: it asks as many fresh
             # clients (seeded by round and attempt, never one already tried) as are missing.
@@ -145,8 +145,6 @@ def run_rounds(
             pids = top_up_clients(
                 fed.seed, rnd, attempts, fed.num_clients, tried, fed.min_clients - len(useful)
             )
-            if dealer is not None:
-                pids = dealer.top_up(rnd, attempts, tried, fed.min_clients - len(useful))
             if not pids:
                 break
         good.sort(key=_reply_pid)

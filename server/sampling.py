@@ -35,19 +35,3 @@ def top_up_clients(
         if c not in tried and c not in chosen:
             chosen.append(c)
     return sorted(chosen)
-
-
-def sample_nodes(seed: int, server_round: int, node_ids: list[int], k: int) -> list[int]:
-    """`k` of the connected SuperNodes (deployment mode), drawn like partition ids over
-    the *sorted* node ids, so the same nodes and seed give the same draw every run."""
-    ids = sorted(node_ids)
-    return [ids[i] for i in sample_clients(seed, server_round, len(ids), k)] if ids else []
-
-
-def top_up_nodes(
-    seed: int, server_round: int, attempt: int, node_ids: list[int], tried: set[int], k: int
-) -> list[int]:
-    """`k` more connected SuperNodes for a retried round, none already tried."""
-    ids = sorted(node_ids)
-    tried_idx = {i for i, n in enumerate(ids) if n in tried}
-    return [ids[i] for i in top_up_clients(seed, server_round, attempt, len(ids), tried_idx, k)]

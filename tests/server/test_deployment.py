@@ -8,7 +8,7 @@ from clients.app import node_local_config, worker_node
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
 from server.deployment import NodeDealer
-from server.sampling import sample_nodes, top_up_nodes
+from server.sampling import sample_clients
 
 
 class _Grid:
@@ -19,40 +19,48 @@ class _Grid:
         return list(self.nodes)
 
 
-def test_node_sample_is_seeded_and_independent_of_listing_order():
-    nodes = [9_000_000_000_000_000_001, 17, 5, 123456]
-    a = sample_nodes(3, 4, nodes, 2)
-    assert a == sample_nodes(3, 4, list(reversed(nodes)), 2)
-    assert len(set(a)) == 2 and set(a) <= set(nodes)
-    assert sample_nodes(3, 4, nodes, 10) == sorted(nodes)
-    assert sample_nodes(3, 4, [], 2) == []
-
-
-def test_top_up_picks_untried_nodes():
-    nodes = [1, 2, 3, 4, 5]
-    more = top_up_nodes(0, 1, 1, nodes, {1, 2}, 2)
-    assert len(more) == 2 and not set(more) & {1, 2}
-    assert top_up_nodes(0, 1, 1, nodes, set(nodes), 2) == []
-
-
-def test_dealer_addresses_sampled_nodes_without_partition_id():
-    dealer = NodeDealer(_Grid([30, 10, 20]), seed=0)
-    chosen = dealer.sample(1, 2)
-    arrays = ArrayRecord([])
-    template = [
+def _train_messages(nodes: list[int], arrays: ArrayRecord) -> list[Message]:
+    return [
         Message(
             content=RecordDict({"arrays": arrays, "config": ConfigRecord({"lr": 0.1})}),
             dst_node_id=n,
             message_type=MessageType.TRAIN,
         )
-        for n in (30, 10, 20)
+        for n in nodes
     ]
+
+
+def test_clients_are_connected_nodes_in_node_id_order():
+    nodes = [9_000_000_000_000_000_001, 17, 5, 123456]
+    dealer = NodeDealer(_Grid(nodes))
+    assert dealer.node_ids == sorted(nodes)
+    assert NodeDealer(_Grid(list(reversed(nodes)))).node_ids == dealer.node_ids
+    fed = ExperimentConfig().federation  # num-clients 100, clients-per-round 10
+    assert dealer.federation(fed).num_clients == 4
+    assert dealer.federation(fed).clients_per_round == 10  # sampling caps it at 4
+
+
+def test_dealer_addresses_sampled_nodes_without_partition_id():
+    nodes = [30, 10, 20]
+    dealer = NodeDealer(_Grid(nodes))
+    chosen = sample_clients(0, 1, len(nodes), 2)
+    arrays = ArrayRecord([])
+    template = _train_messages(nodes, arrays)
     out = dealer.address(template, chosen, 1)
-    assert [m.metadata.dst_node_id for m in out] == chosen
+    assert [m.metadata.dst_node_id for m in out] == [sorted(nodes)[k] for k in chosen]
     for m in out:
         assert dict(m.content["config"]) == {"lr": 0.1, "server-round": 1}
         assert m.content["arrays"] is arrays  # reused, not copied
     assert dict(template[0].content["config"]) == {"lr": 0.1}  # never mutated
+
+
+def test_deployment_without_supernodes_is_a_config_error():
+    try:
+        NodeDealer(_Grid([]))
+    except ConfigError as exc:
+        assert "no SuperNode is connected" in str(exc)
+    else:
+        raise AssertionError("an empty federation was accepted")
 
 
 def _context(node_config: dict) -> Context:
