@@ -21,6 +21,7 @@ from clients.secure_aggregation import secure_aggregation_mod
 from clients.stateful import STATEFUL
 from clients.weights_only import weights_only_mod
 from learning.config import ExperimentConfig, key_spec
+from learning.errors import ConfigError
 from learning.federated_data import client_shard, dataset_for
 from learning.training import (
     LocalTrainConfig,
@@ -46,7 +47,36 @@ def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:
 def partition_id_for(extras: dict, context: Context) -> int:
     if "partition-id" in extras:
         return int(extras["partition-id"])
-    return int(context.node_config["partition-id"])
+    return int(context.node_config.get("partition-id", 0))
+
+
+def node_local_config(cfg: ExperimentConfig, extras: dict, context: Context) -> ExperimentConfig:
+    """The data this SuperNode holds, in a deployment (no partition id in the message).
+
+    The node config decides: `partition-id`/`num-partitions` split the dataset the
+    way a simulation with `num-clients = num-partitions` would, and `data-path` (with
+    an optional `dataset`) points at the node's own files, which are then all its data
+    unless `num-partitions` is also given. In simulation mode `cfg` is returned as is.
+    """
+    if "partition-id" in extras:
+        return cfg
+    node = context.node_config
+    changes: dict = {}
+    for key in ("dataset", "data-path"):
+        if key in node:
+            changes[key] = str(node[key])
+    parts = int(
+        node.get("num-partitions", 1 if "data-path" in node else cfg.federation.num_clients)
+    )
+    pid = partition_id_for(extras, context)
+    if not 0 <= pid < parts:
+        raise ConfigError(
+            f"node config partition-id={pid} is outside [0, num-partitions={parts}); "
+            "start the SuperNode with --node-config 'partition-id=I num-partitions=N'"
+        )
+    changes["num-clients"] = parts
+    changes["clients-per-round"] = min(cfg.federation.clients_per_round, parts)
+    return cfg.replace(**changes)
 
 
 def local_train_config(cfg: ExperimentConfig, server_round: int = 1) -> LocalTrainConfig:
@@ -71,6 +101,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     cfg, extras = experiment_from_message(msg)
     configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
     pid = partition_id_for(extras, context)
+    cfg = node_local_config(cfg, extras, context)
     server_round = int(extras.get("server-round", 0))
     started = time.perf_counter()
     seed, faults = cfg.federation.seed, cfg.attack
@@ -105,7 +136,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "partition-id": pid,
             "train-seconds": time.perf_counter() - started,
             "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
-            "worker-node": worker_node(),
+            "worker-node": worker_node(None if "partition-id" in extras else context),
         }
     )
     sent = result.weights
@@ -123,9 +154,13 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     return content, extras
 
 
-def worker_node() -> int:
+def worker_node(context: Context | None = None) -> int:
     """Which machine trained this update, as a number (metrics hold only scalars):
-    the first 12 hex digits of the Ray node id, or of a hash of the host name."""
+    the first 12 hex digits of the Ray node id, or of a hash of the host name; in a
+    deployment (`context` given) the low 48 bits of the SuperNode's id, since several
+    SuperNodes may share a host."""
+    if context is not None:
+        return int(context.node_id) & (2**48 - 1)
     try:
         import ray
 
@@ -151,6 +186,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg, extras = experiment_from_message(msg)
     configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
     pid = partition_id_for(extras, context)
+    cfg = node_local_config(cfg, extras, context)
     ds = dataset_for(cfg)
     x, y = client_shard(cfg, pid)
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)

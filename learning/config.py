@@ -69,6 +69,12 @@ class FederationConfig:
     min_clients: int = _k(1, "good replies a round needs to aggregate", min=1)
     too_few: str = _k("retry", "a round short of min-clients", choices=("retry", "skip"))
     max_retries: int = _k(2, "redraws of a round short of min-clients", min=0)
+    federation_mode: str = _k(
+        "simulation",
+        "simulation: the server names a partition per message; deployment: it samples "
+        "connected SuperNodes, each training on its own node-config data",
+        choices=("simulation", "deployment"),
+    )
 
 
 @dataclass(frozen=True)

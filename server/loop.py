@@ -23,6 +23,7 @@ from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
+from server.deployment import NodeDealer
 from server.health import flat, update_health
 from server.privacy import privacy_row, wrap_private
 from server.sampling import poisson_clients, sample_clients, top_up_clients
@@ -76,10 +77,12 @@ def _nbytes(content: RecordDict) -> int:
     )
 
 
-def _reply_pid(msg: Message) -> int:
+def _reply_pid(msg: Message) -> tuple[int, int]:
+    """Sort key of a reply: its partition id, then (deployment: two SuperNodes may hold
+    the same partition id) the node that sent it."""
     if msg.has_error() or "metrics" not in msg.content:
-        return -1
-    return int(msg.content["metrics"].get("partition-id", -1))
+        return -1, msg.metadata.src_node_id
+    return int(msg.content["metrics"].get("partition-id", -1)), msg.metadata.src_node_id
 
 
 def run_rounds(
@@ -116,6 +119,11 @@ def run_rounds(
     dtypes = [w.dtype for w in weights]
     base = {k: v for k, v in cfg.to_flat().items()}
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
+    # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
+    # and each trains on its own data (server/deployment.py).
+    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
+    fed = dealer.federation(fed) if dealer is not None else fed
+    address = dealer.address if dealer is not None else _stamp
     for rnd in range(first, fed.rounds + 1):
         t0 = time.perf_counter()
         failures = rejected = attempts = sent = 0
@@ -142,7 +150,7 @@ def run_rounds(
             # clients (seeded by round and attempt, never one already tried) as are missing.
             tried.update(pids)
             messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
-            messages = _stamp(messages, pids, rnd)
+            messages = address(messages, pids, rnd)
             sent += sum(_nbytes(m.content) for m in messages)
             replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
             answered = [m for m in replies if not m.has_error()]

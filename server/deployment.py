@@ -1,0 +1,66 @@
+"""Deployment mode of the round loop (`federation-mode = "deployment"`).
+
+In a simulation the server owns the data split: it draws partition ids and names one
+in every message, and any execution slot can train any partition. In a real Flower
+deployment each SuperNode holds its own data, so the server cannot choose *what* a
+node trains on, only *which* nodes train. The loop keeps drawing logical clients
+with `server/sampling.py` (seeded by (seed, round), with the same top-ups), but over
+the SuperNodes connected when the run starts: client k is the k-th node in node-id
+order, so the same nodes and seed draw the same nodes every run. Each sampled node
+gets one message without a partition id, and the ClientApp trains on its node
+config (`partition-id`/`num-partitions` or `data-path`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from learning.config import FederationConfig
+from learning.errors import ConfigError
+
+
+class NodeDealer:
+    """Maps the loop's logical clients onto connected SuperNodes and addresses them."""
+
+    def __init__(self, grid: Grid) -> None:
+        # Node ids are fixed per registered key, so a node that reconnects keeps its
+        # place; one that is gone simply fails its messages (and is topped up).
+        self.node_ids = sorted(int(n) for n in grid.get_node_ids())
+        if not self.node_ids:
+            raise ConfigError(
+                "federation-mode = deployment but no SuperNode is connected; "
+                "start SuperNodes (perennial deploy supernodes) before the run"
+            )
+
+    def federation(self, fed: FederationConfig) -> FederationConfig:
+        """`fed` with num-clients = the connected SuperNodes (what sampling draws from)."""
+        return dataclasses.replace(fed, num_clients=len(self.node_ids))
+
+    def address(
+        self, messages: list[Message], clients: list[int], server_round: int
+    ) -> list[Message]:
+        """One message per sampled client, sent to its SuperNode, from the strategy's
+        first message. As in simulation mode, the strategy's records are reused (never
+        mutated) and only the config is copied, here with the round but no partition id.
+        """
+        if not messages:
+            return []
+        template = min(messages, key=lambda m: m.metadata.dst_node_id)
+        out = []
+        for k in clients:
+            content = RecordDict()
+            for key, record in template.content.items():
+                if isinstance(record, ConfigRecord):
+                    record = ConfigRecord({**record, "server-round": server_round})
+                content[key] = record
+            out.append(
+                Message(
+                    content=content,
+                    dst_node_id=self.node_ids[k],
+                    message_type=template.metadata.message_type,
+                )
+            )
+        return out

@@ -1,0 +1,154 @@
+"""`perennial deploy ...` subcommands (argument parsing only; the work is in deploy.py).
+
+perennial deploy certs DIR --nodes 3 [--host NAME ...]
+perennial deploy superlink DIR [--host 127.0.0.1] [--port P]
+perennial deploy supernodes DIR [--superlink HOST:PORT] [--index I ...] [--data-path P ...]
+perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR]
+perennial deploy down DIR
+perennial deploy local [CONFIG] --nodes 3 [--set ...] [--out RUN_DIR] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from learning.errors import ConfigError
+
+
+def _out(args: argparse.Namespace) -> Path:
+    return Path(args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-deploy")
+
+
+def _report(summary: dict, out: Path) -> None:
+    from simulations.cli import _print_summary, _write_report
+
+    _write_report([out], out / "report.html")
+    per_node = summary.get("updates_per_node", {})
+    print(f"perennial: run {summary.get('run_id')} trained on {len(per_node)} SuperNodes")
+    _print_summary(summary, out)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from simulations.deploy import certs
+
+    files = certs(Path(args.dir), args.nodes, args.host)
+    print(f"perennial: CA {files.ca}, SuperLink certificate {files.server_cert}")
+    print(f"perennial: {args.nodes} SuperNode key pairs in {files.root / 'keys'}")
+    return 0
+
+
+def cmd_superlink(args: argparse.Namespace) -> int:
+    from simulations.deploy import superlink
+
+    entry = superlink(Path(args.dir), args.host, args.port, args.timeout)
+    print(f"perennial: SuperLink on {entry['address']} (pid {entry['pid']}, log {entry['log']})")
+    print(f"perennial: registered SuperNodes {entry['node_ids']}")
+    return 0
+
+
+def cmd_supernodes(args: argparse.Namespace) -> int:
+    from simulations.deploy import supernodes
+
+    entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout, args.index)
+    for e in entries:
+        print(f"perennial: SuperNode pid {e['pid']} ({e['node_config']}), log {e['log']}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from simulations.cli import preflight
+    from simulations.deploy import DeployFiles, deployment_config, read_state, run
+
+    state = read_state(DeployFiles(Path(args.dir).resolve()))
+    nodes = int(state.get("nodes") or 0)
+    if nodes < 1:
+        raise ConfigError(f"{args.dir} has no deployment; run `perennial deploy superlink` first")
+    out = _out(args)
+    cfg = deployment_config(args.config, args.set, nodes, out)
+    preflight(cfg)
+    print(f"perennial: run directory {out}", flush=True)
+    summary = run(Path(args.dir), cfg, timeout=args.timeout)
+    _report(summary, out)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from simulations.deploy import down
+
+    stopped = down(Path(args.dir))
+    print(f"perennial: stopped {len(stopped)} processes {stopped}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from simulations.cli import preflight
+    from simulations.deploy import deployment_config, local
+
+    out = _out(args)
+    if args.nodes < 1:
+        raise ConfigError(f"--nodes must be >= 1, got {args.nodes}")
+    preflight(deployment_config(args.config, args.set, args.nodes, out))
+    root = Path(args.dir or Path("deploy") / time.strftime("%Y%m%d-%H%M%S"))
+    print(f"perennial: deployment directory {root}, run directory {out}", flush=True)
+    summary = local(root, args.nodes, args.config, args.set, out, timeout=args.timeout)
+    _report(summary, out)
+    return 0
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="experiment TOML file (defaults built in)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run directory to create (default runs/<time>-deploy)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run")
+
+
+def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> None:
+    """Register `perennial deploy` and its subcommands on the CLI's subparsers."""
+    deploy = sub.add_parser("deploy", help="run on a real Flower deployment (TLS, node auth)")
+    steps = deploy.add_subparsers(dest="step", required=True, parser_class=parser_class)
+
+    p = steps.add_parser("certs", help="CA, SuperLink certificate, SuperNode key pairs")
+    p.add_argument("dir", help="deployment directory")
+    p.add_argument("--nodes", type=int, default=3, help="SuperNode key pairs to make")
+    p.add_argument(
+        "--host", action="append", default=[], help="extra SuperLink host name or IP (repeat)"
+    )
+    p.set_defaults(func=cmd_certs)
+
+    p = steps.add_parser("superlink", help="start the SuperLink and register the SuperNodes")
+    p.add_argument("dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=0, help="HTTPS port (default: a free one)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for it")
+    p.set_defaults(func=cmd_superlink)
+
+    p = steps.add_parser("supernodes", help="start one SuperNode per registered key")
+    p.add_argument("dir")
+    p.add_argument("--superlink", help="HOST:PORT (default: the one `deploy superlink` started)")
+    p.add_argument(
+        "--data-path",
+        action="append",
+        help="node i trains on all of this data (repeat once per node) instead of partition i",
+    )
+    p.add_argument(
+        "--index", type=int, action="append", help="start only SuperNode I (repeat; default all)"
+    )
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for them")
+    p.set_defaults(func=cmd_supernodes)
+
+    p = steps.add_parser("run", help="run an experiment on the deployment (flwr run)")
+    p.add_argument("dir")
+    _experiment_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = steps.add_parser("down", help="stop every process started for DIR")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_down)
+
+    p = steps.add_parser("local", help="certs, SuperLink, SuperNodes, run, down on this machine")
+    _experiment_args(p)
+    p.add_argument("--nodes", type=int, default=3, help="SuperNodes to start")
+    p.add_argument("--dir", help="deployment directory (default deploy/<time>)")
+    p.set_defaults(func=cmd_local)

@@ -1,0 +1,125 @@
+"""A real Flower deployment on this machine: a SuperLink and three SuperNodes as
+separate OS processes over TLS with SuperNode authentication, a 2-round experiment
+submitted with `flwr run`, and two SuperNodes that must be refused (an unregistered
+key; a CA that did not sign the SuperLink's certificate).
+
+Every process started here is stopped by pid (with its children), even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, free_port, run_cli
+
+from learning.config import key_spec
+from simulations import deploy
+from simulations.certs import DeployFiles, make_node_key, make_tls
+
+SMALL = [
+    "rounds=2",
+    "train-subset=1500",
+    "test-subset=500",
+    'model="mlp"',
+    "max-local-steps=20",
+    "lr=0.05",
+    'partition="iid"',
+]
+
+
+def _exited(entry: dict, timeout: float) -> bool:
+    """Whether the process ended within `timeout` s (it may already be reaped)."""
+    deadline = time.monotonic() + timeout
+    while deploy._alive(entry) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def test_flower_app_declares_every_config_key():
+    """`flwr run --run-config` refuses keys the app does not declare."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = pyproject["tool"]["flwr"]["app"]["config"]
+    assert sorted(declared) == sorted(key_spec())
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_tls_deployment_trains_and_refuses_strangers(tmp_path):
+    files = deploy.certs(tmp_path / "dep", 3, [])
+    wrong = DeployFiles(tmp_path / "other-ca")
+    make_tls(wrong, [])
+    stranger_key = tmp_path / "stranger" / "supernode"
+    make_node_key(stranger_key)
+    out = tmp_path / "run"
+    cfg = deploy.deployment_config(None, SMALL, 3, out)
+    refused: list[dict] = []
+    started: list[dict] = []
+    try:
+        link = deploy.superlink(files.root, port=free_port(), timeout=240)
+        started.append(link)
+        assert len(link["node_ids"]) == 3
+        nodes = deploy.supernodes(files.root, timeout=240)
+        started += nodes
+        assert len(nodes) == 3
+        address = link["address"]
+        # An unregistered key, and a registered key trusting the wrong CA.
+        for name, key, ca in (
+            ("stranger", stranger_key, None),
+            ("wrong-ca", files.node_key(0), wrong.ca),
+        ):
+            cmd = deploy.supernode_command(
+                files, address, key, "partition-id=0 num-partitions=3", free_port(), ca, 60
+            )
+            refused.append(deploy.start_supernode(files, name, cmd))
+
+        summary = deploy.run(files.root, cfg, timeout=600)
+
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in rows] == [1, 2]
+        assert rows[1]["accuracy"] > rows[0]["accuracy"], rows
+        assert all(r["replies"] == 3 and r["failures"] == 0 for r in rows)
+        assert summary["rounds_completed"] == 2
+        # Three SuperNodes trained (worker-node = their ids), one update each per round.
+        assert sorted(summary["updates_per_node"].values()) == [2, 2, 2]
+        expected = {f"{n & (2**48 - 1):012x}" for n in link["node_ids"]}
+        assert set(summary["updates_per_node"]) == expected
+        assert (out / "summary.json").is_file()
+
+        stranger, wrong_ca = refused
+        # Both gave up with Flower's "cannot connect" exit (code 305), never trained.
+        assert _exited(stranger, 120) and _exited(wrong_ca, 120)
+        log = Path(stranger["log"]).read_text()
+        assert "Exit Code: 305" in log and "Failed to activate SuperNode" in log
+        log = Path(wrong_ca["log"]).read_text()
+        assert "Exit Code: 305" in log and "CERTIFICATE_VERIFY_FAILED" in log
+    finally:
+        deploy.stop_entries(refused)
+        if files.state.is_file():
+            deploy.down(files.root)
+    state = deploy.read_state(files)
+    assert not state.get("supernodes") and not state.get("superlink")
+    assert all(deploy._alive(e) is None for e in [*started, *refused])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["certs", "{tmp}/d", "--nodes", "0"], "--nodes must be >= 1"),
+        (["superlink", "{tmp}/d"], "run `perennial deploy certs"),
+        (["run", "{tmp}/d"], "run `perennial deploy superlink` first"),
+        (["down", "{tmp}/d"], "nothing was started there"),
+        (["local", "--set", "rounds=abc", "--dir", "{tmp}/d"], "'rounds' must be an integer"),
+    ],
+)
+def test_deploy_bad_input_is_one_line(tmp_path, args, fragment):
+    proc = run_cli("deploy", *[a.format(tmp=tmp_path) for a in args])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "d").exists()
