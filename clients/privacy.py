@@ -37,7 +37,9 @@ def privacy_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Me
     dp = cfg.get("dp", "none")
     if dp == "none":
         return call_next(msg, ctxt)
-    if not cfg.get("secure-noise", False):
+    # Seeded only where the server names the client (simulation); a deployment's nodes
+    # carry no partition id and draw from OS entropy, never from a shared seed.
+    if not cfg.get("secure-noise", False) and "partition-id" in cfg:
         round_ = int(msg.content["config"].get("server-round", 0))
         pid = int(cfg.get("partition-id", 0))
         seq = np.random.SeedSequence([int(cfg.get("seed", 0)), round_, pid, 0x1D9])

@@ -46,7 +46,7 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCall
         content["fitres.num_examples"] = MetricRecord({"num_examples": weight})
         content["fitres.metrics"] = ConfigRecord({})
         content["fitres.status"] = ConfigRecord({"code": 0, "message": ""})
-        if not config.get("secure-noise", False):
+        if not config.get("secure-noise", False) and "partition-id" in config:
             # Flower quantises with stochastic rounding from NumPy's global generator.
             seq = np.random.SeedSequence(
                 [

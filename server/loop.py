@@ -139,7 +139,7 @@ def run_rounds(
         while secure is not None:
             tried.update(pids)
             messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
-            outcome = secure.run(grid, _stamp(messages, pids, rnd), rnd)
+            outcome = secure.run(grid, address(messages, pids, rnd), rnd)
             sent, received = outcome.bytes_sent, outcome.bytes_received
             failures, good = outcome.dropped, list(outcome.replies)
             valid, secure_mean = list(good), outcome.mean
