@@ -130,8 +130,6 @@ class Trainer:
         for i, (w, g) in enumerate(zip(self._vars, grads, strict=True)):
             if prox:
                 g = g + self._mu * (w - self._anchor[i])
-            if corr:
-                g = g + self._correction[i]
             if decay:
                 g = g + self._wd * w
             if adam:
@@ -147,6 +145,11 @@ class Trainer:
                 w.assign_sub(self._lr * m)
             else:
                 w.assign_sub(self._lr * g)
+            if corr:
+                # Outside momentum, as NIID-Bench applies SCAFFOLD's c - c_i: with
+                # momentum 0.9 a correction fed through it is amplified tenfold on top
+                # of control variates that already carry the momentum's larger steps.
+                w.assign_sub(self._lr * self._correction[i])
         hits = tf.cast(tf.equal(tf.argmax(probs, axis=1), y), tf.float32)
         return loss, tf.reduce_sum(hits)
 
