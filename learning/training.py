@@ -193,7 +193,10 @@ class Trainer:
             if decay:
                 g = g + self._wd * w
             if ewc:
-                g = g + self._ewc_lambda * self._fisher[i] * (w - self._ewc_anchor[i])
+                # Curvature lambda*F capped at 1/lr: an explicit step on the quadratic
+                # penalty then moves at most to the anchor, never past it (no divergence).
+                pull = tf.minimum(self._ewc_lambda * self._fisher[i], 1.0 / self._lr)
+                g = g + pull * (w - self._ewc_anchor[i])
             if adam:
                 m, v = self._m[i], self._v[i]
                 m.assign(0.9 * m + 0.1 * g)
