@@ -53,9 +53,9 @@ def test_continual_run_records_the_accuracy_matrix_and_is_reproducible(ray_addre
     m = a["accuracy_matrix"]
     assert len(m) == 2 and m[0][1] is None and all(0 <= v <= 1 for v in (m[0][0], *m[1]))
     assert a["task_end_rounds"] == [2, 4]
-    assert a["average_accuracy"] == pytest.approx((m[1][0] + m[1][1]) / 2, abs=1e-6)
-    assert a["forgetting"] == pytest.approx(m[0][0] - m[1][0], abs=1e-6)
-    assert a["bwt"] == pytest.approx(m[1][0] - m[0][0], abs=1e-6)
+    assert a["average_accuracy"] == pytest.approx((m[1][0] + m[1][1]) / 2, abs=1e-5)
+    assert a["forgetting"] == pytest.approx(m[0][0] - m[1][0], abs=1e-5)
+    assert a["bwt"] == pytest.approx(m[1][0] - m[0][0], abs=1e-5)
     first = rows[0]
     assert [r["task"] for r in first] == [0, 0, 1, 1]
     assert list(first[0]["task_accuracy"]) == ["0"] and list(first[3]["task_accuracy"]) == [
