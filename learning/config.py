@@ -128,7 +128,7 @@ class ContinualConfig:
     drift_strength: float = _k(1.0, "drift of the last task (1 = full, e.g. 180 deg)", gt=0.0)
     drift_groups: int = _k(1, "client groups with different drift kinds (pid % groups)", min=1)
     cl_method: str = _k("finetune", "client continual-learning method", choices=CL_METHOD_NAMES)
-    ewc_lambda: float = _k(100.0, "EWC penalty weight", min=0.0)
+    ewc_lambda: float = _k(1000.0, "EWC penalty weight", min=0.0)
     lwf_alpha: float = _k(1.0, "LwF distillation weight", min=0.0)
     lwf_temperature: float = _k(2.0, "LwF distillation temperature", gt=0.0)
     buffer_size: int = _k(200, "replay: examples kept per client (reservoir)", min=0)
