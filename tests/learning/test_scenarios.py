@@ -144,3 +144,16 @@ def test_continual_config_errors_are_one_line():
         with pytest.raises(ConfigError) as info:
             build_config(None, override)
         assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_late_client_keeps_its_old_classes_for_its_offset():
+    cfg = build_config(None, [*CI, *SMALL_DATA, "arrival-spread=2"])
+    late = next(pid for pid in range(6) if arrival_offset(0, pid, 2) == 2)
+    groups = class_groups(10, 5)
+    # round 3 starts task 1 on the clock; this client still holds task 0's classes until
+    # round 5, then moves on with a two-round lag
+    expected = {1: 0, 2: 0, 3: 0, 4: 0, 5: 1, 6: 1, 7: 2, 10: 3}
+    for rnd, task in expected.items():
+        assert client_task(cfg, late, rnd) == task
+        _, y = task_shard(cfg, late, client_task(cfg, late, rnd))
+        assert set(np.unique(y)) <= set(groups[task].tolist())
