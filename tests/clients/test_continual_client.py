@@ -84,3 +84,15 @@ def test_lwf_keeps_the_previous_global_model_as_teacher(tmp_path):
     state = _store(tmp_path).load(3)
     np.testing.assert_array_equal(state["prev0"], initial_weights("mlp", (28, 28, 1), 10, 8)[0])
     np.testing.assert_array_equal(state["held0"], initial_weights("mlp", (28, 28, 1), 10, 9)[0])
+
+
+def test_client_evaluate_uses_the_current_task_data():
+    from clients.app import evaluate
+
+    cfg = build_config(None, CL)
+    msg = _message(cfg, pid=1, rnd=3)
+    msg = Message(content=msg.content, dst_node_id=7, message_type=MessageType.EVALUATE)
+    reply = evaluate(msg, _context())
+    from learning.federated_data import task_shard
+
+    assert reply.content["metrics"]["num-examples"] == len(task_shard(cfg, 1, 1)[1])
