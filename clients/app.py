@@ -16,13 +16,15 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
+from clients.continual import continual_step
 from clients.privacy import privacy_mod
 from clients.secure_aggregation import secure_aggregation_mod
 from clients.stateful import STATEFUL
 from clients.weights_only import weights_only_mod
 from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
-from learning.federated_data import client_shard, dataset_for
+from learning.federated_data import client_shard, dataset_for, task_shard
+from learning.scenarios import client_task
 from learning.training import (
     LocalTrainConfig,
     configure_threads,
@@ -93,6 +95,9 @@ def local_train_config(cfg: ExperimentConfig, server_round: int = 1) -> LocalTra
         weight_decay=t.weight_decay,
         proximal_mu=mu,
         max_steps=t.max_local_steps,
+        ewc_lambda=cfg.continual.ewc_lambda if cfg.continual.cl_method == "ewc" else 0.0,
+        lwf_alpha=cfg.continual.lwf_alpha if cfg.continual.cl_method == "lwf" else 0.0,
+        lwf_temperature=cfg.continual.lwf_temperature,
     )
 
 
@@ -110,12 +115,17 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     if fault_draw(seed, server_round, pid, "straggler") < faults.fault_straggler_prob:
         time.sleep(faults.fault_straggler_delay)
     ds = dataset_for(cfg)
-    x, y = client_shard(cfg, pid)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    weights = msg.content["arrays"].to_numpy_ndarrays()
+    step = None
+    if cfg.continual.scenario != "none":  # this round's task data (+ method inputs)
+        step = continual_step(cfg, pid, server_round, weights, trainer)
+        x, y = step.x, step.y
+    else:
+        x, y = client_shard(cfg, pid)
     malicious = is_malicious(cfg, pid)
     if malicious and faults.attack == "label-flip":
         y = flip_labels(y, ds.num_classes)
-    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
-    weights = msg.content["arrays"].to_numpy_ndarrays()
     rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
     algorithm = STATEFUL.get(cfg.strategy.strategy)
     state = algorithm(cfg, pid, server_round, msg, weights) if algorithm else None
@@ -126,7 +136,10 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         local_train_config(cfg, server_round),
         rng,
         correction=state.correction if state else None,
+        continual=step.inputs if step else None,
     )
+    if step is not None:
+        step.save()
     metrics = MetricRecord(
         {
             "num-examples": int(result.num_examples),
@@ -137,6 +150,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "train-seconds": time.perf_counter() - started,
             "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
             "worker-node": worker_node(None if "partition-id" in extras else context),
+            "task": step.task if step else 0,
         }
     )
     sent = result.weights
@@ -188,7 +202,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     pid = partition_id_for(extras, context)
     cfg = node_local_config(cfg, extras, context)
     ds = dataset_for(cfg)
-    x, y = client_shard(cfg, pid)
+    if cfg.continual.scenario != "none":
+        task = client_task(cfg, pid, int(extras.get("server-round", 1)))
+        x, y = task_shard(cfg, pid, task)
+    else:
+        x, y = client_shard(cfg, pid)
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
     loss, acc = trainer.evaluate(msg.content["arrays"].to_numpy_ndarrays(), to_float_images(x), y)
     metrics = MetricRecord(

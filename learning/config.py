@@ -23,6 +23,9 @@ DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
 MODEL_NAMES = ("cnn", "lenet", "mlp", "small-cnn")
 OPTIMIZER_NAMES = ("sgd", "adam")
 ATTACK_NAMES = ("none", "label-flip", "sign-flip", "gaussian", "scaling", "alie", "free-ride")
+SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
+CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
+DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
 
 
 def _k(default: Any, help: str, **rules: Any) -> Any:
@@ -161,6 +164,24 @@ class PrivacyConfig:
     secagg_quantization_bits: int = _k(22, "SecAgg+: quantisation levels = 2**bits", min=8, max=28)
 
 
+@dataclass(frozen=True)
+class ContinualConfig:
+    scenario: str = _k(
+        "none", "continual scenario (none = one static task)", choices=SCENARIO_NAMES
+    )
+    num_tasks: int = _k(5, "tasks in the scenario (class-incremental: class groups)", min=1)
+    rounds_per_task: int = _k(0, "rounds spent on each task (0 = rounds // num-tasks)", min=0)
+    arrival_spread: int = _k(0, "clients reach each next task up to this many rounds late", min=0)
+    drift: str = _k("rotation", "domain-incremental drift kind", choices=DRIFT_NAMES)
+    drift_strength: float = _k(1.0, "drift of the last task (1 = full, e.g. 180 deg)", gt=0.0)
+    drift_groups: int = _k(1, "client groups with different drift kinds (pid % groups)", min=1)
+    cl_method: str = _k("finetune", "client continual-learning method", choices=CL_METHOD_NAMES)
+    ewc_lambda: float = _k(1000.0, "EWC penalty weight", min=0.0)
+    lwf_alpha: float = _k(1.0, "LwF distillation weight", min=0.0)
+    lwf_temperature: float = _k(2.0, "LwF distillation temperature", gt=0.0)
+    buffer_size: int = _k(200, "replay: examples kept per client (reservoir)", min=0)
+
+
 SECTIONS = {
     "data": DataConfig,
     "train": TrainConfig,
@@ -169,6 +190,7 @@ SECTIONS = {
     "attack": AttackConfig,
     "runtime": RuntimeConfig,
     "privacy": PrivacyConfig,
+    "continual": ContinualConfig,
 }
 
 
@@ -181,6 +203,7 @@ class ExperimentConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -277,6 +300,35 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
+    _check_continual(cfg)
+
+
+def _check_continual(cfg: ExperimentConfig) -> None:
+    cl = cfg.continual
+    if cl.scenario == "none":
+        if cl.cl_method != "finetune":
+            raise ConfigError(
+                f"cl-method {cl.cl_method!r} needs a continual scenario; add --set "
+                'scenario="class-incremental" (or "domain-incremental")'
+            )
+        return
+    rounds = cfg.federation.rounds
+    per_task = cl.rounds_per_task or rounds // cl.num_tasks
+    if per_task < 1 or per_task * cl.num_tasks > rounds:
+        raise ConfigError(
+            f"rounds ({rounds}) is fewer than num-tasks ({cl.num_tasks}) x rounds-per-task "
+            f"({cl.rounds_per_task or 'auto'}); raise rounds or lower rounds-per-task"
+        )
+    if cl.cl_method == "replay" and cl.buffer_size < 1:
+        raise ConfigError("cl-method 'replay' needs buffer-size >= 1; e.g. --set buffer-size=200")
+    if cl.scenario == "class-incremental" and cl.num_tasks < 2:
+        raise ConfigError("class-incremental needs num-tasks >= 2; e.g. --set num-tasks=5")
+
+
+def rounds_per_task(cfg: ExperimentConfig) -> int:
+    """Rounds each task lasts on the schedule's clock (the `rounds-per-task` key or auto)."""
+    cl = cfg.continual
+    return cl.rounds_per_task or max(1, cfg.federation.rounds // cl.num_tasks)
 
 
 def _check_privacy(cfg: ExperimentConfig) -> None:

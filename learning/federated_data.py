@@ -59,3 +59,68 @@ def partition_histograms(cfg: ExperimentConfig) -> np.ndarray:
     """(num_clients, num_classes) label counts, for reports."""
     ds = dataset_for(cfg)
     return label_histograms(ds.y_train, list(partitions_for(cfg)), ds.num_classes)
+
+
+# --------------------------------------------------------------------------- continual tasks
+
+
+def _task_cfg(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The parts of a config a task's data depends on (cache key; train keys excluded)."""
+    return ExperimentConfig(data=cfg.data, federation=cfg.federation, continual=cfg.continual)
+
+
+@lru_cache(maxsize=16)
+def _task_partitions(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, ...]:
+    from learning.scenarios import task_partition
+
+    return tuple(task_partition(cfg, dataset_for(cfg).y_train, task))
+
+
+@lru_cache(maxsize=256)
+def _task_shard(cfg: ExperimentConfig, pid: int, task: int) -> tuple[np.ndarray, np.ndarray]:
+    from learning.drift import apply_drift
+    from learning.scenarios import TASK_SEED, drift_kind, drift_level
+
+    ds = dataset_for(cfg)
+    idx = _task_partitions(cfg, task)[pid]
+    x, y = ds.x_train[idx], ds.y_train[idx]
+    if cfg.continual.scenario == "domain-incremental":
+        kind = drift_kind(cfg, pid % cfg.continual.drift_groups)
+        rng = np.random.default_rng([cfg.federation.seed, TASK_SEED, task, pid, 0])
+        x = apply_drift(x, kind, drift_level(cfg, task), rng)
+    x.setflags(write=False)
+    return x, y
+
+
+def task_shard(
+    cfg: ExperimentConfig, partition_id: int, task: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, int64 labels) client `partition_id` holds during `task`.
+
+    Drift is applied once per (client, task) and cached, never per batch.
+    """
+    return _task_shard(_task_cfg(cfg), int(partition_id), int(task))
+
+
+@lru_cache(maxsize=16)
+def _task_test(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray]:
+    from learning.drift import apply_drift
+    from learning.scenarios import TASK_SEED, drift_kind, drift_level, task_test_examples
+
+    ds = dataset_for(cfg)
+    idx = task_test_examples(cfg, ds.y_test, task)
+    x, y = ds.x_test[idx], ds.y_test[idx]
+    if cfg.continual.scenario == "domain-incremental":
+        x = x.copy()
+        groups = cfg.continual.drift_groups
+        for g in range(groups):  # test example i is shown as drift group i % groups sees it
+            rows = np.arange(g, len(x), groups)
+            rng = np.random.default_rng([cfg.federation.seed, TASK_SEED, task, g, 1])
+            x[rows] = apply_drift(x[rows], drift_kind(cfg, g), drift_level(cfg, task), rng)
+    x.setflags(write=False)
+    return x, y
+
+
+def task_test_set(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, int64 labels) the global model is tested on for `task`."""
+    return _task_test(_task_cfg(cfg), int(task))

@@ -7,6 +7,9 @@ variable batch size, so a client update is: set weights, run the steps, read wei
 The optimiser is written out in the step (SGD with momentum, or Adam) so that its
 state can be zeroed per client without retracing, and so that FedProx's proximal
 term and SCAFFOLD's control-variate correction are two extra tensors, not new code.
+Continual learning adds three more terms the same way: EWC's Fisher-weighted pull
+towards an anchor (variables), LwF's distillation towards precomputed soft targets and
+replay's extra examples (both arguments of the compiled epoch, gathered per batch).
 """
 
 from __future__ import annotations
@@ -45,6 +48,26 @@ class LocalTrainConfig:
     weight_decay: float = 0.0
     proximal_mu: float = 0.0  # FedProx: mu/2 * ||w - w_global||^2
     max_steps: int = 0  # 0 = no cap; otherwise stop after this many batches
+    ewc_lambda: float = 0.0  # EWC: lambda/2 * sum_i F_i (w_i - w*_i)^2
+    lwf_alpha: float = 0.0  # LwF: alpha * T^2 * CE(soft targets, softmax(log p / T))
+    lwf_temperature: float = 2.0
+
+
+@dataclass
+class ContinualInputs:
+    """What a continual-learning method adds to one client update (all optional).
+
+    fisher/anchor: EWC's diagonal Fisher and anchor weights (shapes of the weights).
+    soft_targets: LwF's (N, classes) tempered outputs of the previous model on x.
+    buffer_x/buffer_y: replay examples (float32 images, int64 labels), mixed into
+    every batch as as many extra examples as the batch holds.
+    """
+
+    fisher: list[np.ndarray] | None = None
+    anchor: list[np.ndarray] | None = None
+    soft_targets: np.ndarray | None = None
+    buffer_x: np.ndarray | None = None
+    buffer_y: np.ndarray | None = None
 
 
 @dataclass
@@ -78,16 +101,27 @@ class Trainer:
         self._momentum = tf.Variable(0.0, trainable=False)
         self._wd = tf.Variable(0.0, trainable=False)
         self._mu = tf.Variable(0.0, trainable=False)
+        self._fisher = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._ewc_anchor = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self._ewc_lambda = tf.Variable(0.0, trainable=False)
+        self._lwf_alpha = tf.Variable(0.0, trainable=False)
+        self._lwf_t = tf.Variable(1.0, trainable=False)
         shape = [None, *input_shape]
         self._spec = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64))
+        # Placeholders for the continual arguments of modes that do not use them.
+        self._no_soft = np.zeros((0, num_classes), np.float32)
+        self._no_x = np.zeros((0, *input_shape), np.float32)
+        self._no_y = np.zeros((0,), np.int64)
+        self._no_idx = np.zeros((0,), np.int32)
+        self._fisher_fn = None
         self._steps: dict[tuple[bool, ...], object] = {}
         self._predict = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=(tf.TensorSpec(shape, tf.float32),),
         )
 
-    def _epoch_for(self, mode: tuple[bool, bool, bool, bool, bool]):
-        """The compiled epoch for (proximal, correction, decay, momentum, adam).
+    def _epoch_for(self, mode: tuple[bool, ...]):
+        """The compiled epoch for (proximal, correction, decay, momentum, adam, ewc, lwf, replay).
 
         One graph per update rule actually used, each traced once per process: plain
         SGD pays for no proximal, correction or momentum arithmetic over the weights.
@@ -100,16 +134,26 @@ class Trainer:
                 tf.TensorSpec([None], tf.int32),  # permutation of the shard
                 tf.TensorSpec([], tf.int32),  # batch size
                 tf.TensorSpec([], tf.int32),  # most batches to run
+                tf.TensorSpec([None, self.num_classes], tf.float32),  # LwF soft targets of x
+                self._spec[0],  # replay buffer images
+                self._spec[1],  # replay buffer labels
+                tf.TensorSpec([None], tf.int32),  # replay picks, batch_size per batch
             )
 
-            def epoch(x, y, perm, batch_size, max_batches):
+            def epoch(x, y, perm, batch_size, max_batches, soft, bx, by, ridx):
                 n = tf.shape(perm)[0]
                 num_batches = tf.minimum((n + batch_size - 1) // batch_size, max_batches)
                 loss_sum = tf.constant(0.0)
                 hits = tf.constant(0.0)
                 for b in tf.range(num_batches):
                     idx = perm[b * batch_size : tf.minimum((b + 1) * batch_size, n)]
-                    loss, h = self._step(tf.gather(x, idx), tf.gather(y, idx), *mode)
+                    extra = ()
+                    if mode[6]:
+                        extra += (tf.gather(soft, idx),)
+                    if mode[7]:
+                        r = ridx[b * batch_size : (b + 1) * batch_size]
+                        extra += (tf.gather(bx, r), tf.gather(by, r))
+                    loss, h = self._step(tf.gather(x, idx), tf.gather(y, idx), mode, *extra)
                     loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
                     hits += h
                 return loss_sum, hits, num_batches
@@ -118,12 +162,26 @@ class Trainer:
         return self._steps[mode]
 
     # The Python body runs only while tracing (once per mode and process).
-    def _step(self, x, y, prox: bool, corr: bool, decay: bool, momentum: bool, adam: bool):
+    def _step(self, x, y, mode: tuple[bool, ...], *extra):
         tf = self.tf
+        prox, corr, decay, momentum, adam, ewc, lwf, replay = mode
         self.trace_count += 1
+        soft = extra[0] if lwf else None
+        n_cur = tf.shape(x)[0]
+        if replay:  # the batch plus as many buffer examples; one loss over both
+            x = tf.concat([x, extra[-2]], axis=0)
+            y_all = tf.concat([y, extra[-1]], axis=0)
+        else:
+            y_all = y
         with tf.GradientTape() as tape:
-            probs = self.model(x, training=True)
-            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, probs))
+            probs_all = self.model(x, training=True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y_all, probs_all))
+            probs = probs_all[:n_cur]
+            if lwf:
+                # The model ends in softmax, so log p are logits up to a constant.
+                log_s = tf.nn.log_softmax(tf.math.log(probs + 1e-7) / self._lwf_t, axis=1)
+                distill = -tf.reduce_mean(tf.reduce_sum(soft * log_s, axis=1))
+                loss = loss + self._lwf_alpha * tf.square(self._lwf_t) * distill
         grads = tape.gradient(loss, self._vars)
         if adam:
             self._t.assign_add(1.0)
@@ -132,6 +190,11 @@ class Trainer:
                 g = g + self._mu * (w - self._anchor[i])
             if decay:
                 g = g + self._wd * w
+            if ewc:
+                # Curvature lambda*F capped at 1/lr: an explicit step on the quadratic
+                # penalty then moves at most to the anchor, never past it (no divergence).
+                pull = tf.minimum(self._ewc_lambda * self._fisher[i], 1.0 / self._lr)
+                g = g + pull * (w - self._ewc_anchor[i])
             if adam:
                 m, v = self._m[i], self._v[i]
                 m.assign(0.9 * m + 0.1 * g)
@@ -167,17 +230,37 @@ class Trainer:
         cfg: LocalTrainConfig,
         rng: np.random.Generator,
         correction: list[np.ndarray] | None = None,
+        continual: ContinualInputs | None = None,
     ) -> TrainResult:
         """Train from `weights` on (x, y); x float32 (N,H,W,C), y int64 (N,)."""
         self.set_weights(weights)
         adam = cfg.optimizer == "adam"
+        c = continual or ContinualInputs()
+        ewc = c.fisher is not None and cfg.ewc_lambda > 0
+        lwf = c.soft_targets is not None and cfg.lwf_alpha > 0
+        replay = c.buffer_y is not None and len(c.buffer_y) > 0
         mode = (
             cfg.proximal_mu > 0,
             correction is not None,
             cfg.weight_decay > 0,
             cfg.momentum > 0 and not adam,
             adam,
+            ewc,
+            lwf,
+            replay,
         )
+        if ewc:
+            for f, a, fv, av in zip(
+                self._fisher, self._ewc_anchor, c.fisher, c.anchor, strict=True
+            ):
+                f.assign(fv)
+                a.assign(av)
+        self._ewc_lambda.assign(cfg.ewc_lambda)
+        self._lwf_alpha.assign(cfg.lwf_alpha)
+        self._lwf_t.assign(cfg.lwf_temperature)
+        soft = c.soft_targets.astype(np.float32) if lwf else self._no_soft
+        bx = c.buffer_x.astype(np.float32) if replay else self._no_x
+        by = c.buffer_y.astype(np.int64) if replay else self._no_y
         if mode[0]:
             for a, w in zip(self._anchor, self._vars, strict=True):
                 a.assign(w)
@@ -202,7 +285,11 @@ class Trainer:
             if budget <= 0 or n == 0:
                 break
             order = rng.permutation(n).astype(np.int32)
-            ls, h, nb = epoch(xt, yt, order, np.int32(bs), np.int32(budget))
+            picks = self._no_idx
+            if replay:
+                batches = min(-(-n // bs), budget)
+                picks = rng.integers(0, len(by), size=batches * bs).astype(np.int32)
+            ls, h, nb = epoch(xt, yt, order, np.int32(bs), np.int32(budget), soft, bx, by, picks)
             steps += int(nb)
             loss_sum += float(ls)
             hits += float(h)
@@ -214,6 +301,47 @@ class Trainer:
             loss=loss_sum / seen if seen else 0.0,
             accuracy=hits / seen if seen else 0.0,
         )
+
+    def predict(self, weights: list[np.ndarray], x: np.ndarray, batch_size: int = 1000):
+        """(N, classes) output probabilities of `weights` on x."""
+        self.set_weights(weights)
+        out = [
+            np.asarray(self._predict(x[s : s + batch_size])) for s in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
+    def soft_targets(self, weights: list[np.ndarray], x: np.ndarray, temperature: float):
+        """LwF targets: softmax(log p / T) of `weights` on x, shape (N, classes)."""
+        logits = np.log(np.clip(self.predict(weights, x), 1e-7, 1.0)) / float(temperature)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def fisher_diagonal(
+        self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray
+    ) -> list[np.ndarray]:
+        """Empirical diagonal Fisher of `weights` on (x, y): the mean over examples of the
+        squared gradient of -log p(y|x), one example at a time (EWC, Kirkpatrick et al. 2017).
+        Traced once per process; the caller bounds len(x)."""
+        tf = self.tf
+        if self._fisher_fn is None:
+
+            def fisher(xs, ys):
+                acc = [tf.zeros_like(v) for v in self._vars]
+                n = tf.shape(xs)[0]
+                for i in tf.range(n):
+                    with tf.GradientTape() as tape:
+                        p = self.model(xs[i : i + 1], training=False)
+                        nll = -tf.math.log(tf.gather(p[0], ys[i]) + 1e-7)
+                    g = tape.gradient(nll, self._vars)
+                    acc = [a + tf.square(gi) for a, gi in zip(acc, g, strict=True)]
+                return [a / tf.cast(tf.maximum(n, 1), tf.float32) for a in acc]
+
+            self._fisher_fn = tf.function(fisher, input_signature=self._spec)
+        self.set_weights(weights)
+        if len(y) == 0:
+            return [np.zeros_like(np.asarray(v)) for v in self._vars]
+        return [np.asarray(f) for f in self._fisher_fn(x.astype(np.float32), y.astype(np.int64))]
 
     def evaluate(
         self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch_size: int = 1000

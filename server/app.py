@@ -16,9 +16,10 @@ from flwr.serverapp import Grid, ServerApp
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
 from server.checkpoint import load_checkpoint
+from server.continual import TaskEvaluator
 from server.evaluation import CentralEvaluator
 from server.loop import run_rounds
-from server.plots import plot_accuracy, plot_partition
+from server.plots import plot_accuracy, plot_accuracy_matrix, plot_partition, plot_task_accuracy
 from server.run_dir import RunRecorder, prepare_run_dir
 from server.tensorboard import TensorBoardWriter
 
@@ -93,6 +94,7 @@ def run_experiment(
     ds = dataset_for(cfg)
     plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
     evaluator = CentralEvaluator(cfg)
+    task_eval = TaskEvaluator(cfg) if cfg.continual.scenario != "none" else None
     board = TensorBoardWriter(run_dir / "tensorboard")
 
     def record(row: dict[str, Any], histograms: dict[str, np.ndarray]) -> None:
@@ -103,13 +105,27 @@ def run_experiment(
 
     try:
         result = run_rounds(
-            grid, cfg, evaluator, num_slots, on_round=record, run_dir=run_dir, resume=checkpoint
+            grid,
+            cfg,
+            evaluator,
+            num_slots,
+            on_round=record,
+            run_dir=run_dir,
+            resume=checkpoint,
+            task_eval=task_eval,
         )
     finally:
         board.close()
     summary = summarise(result.rows, result.wall_seconds, cfg)
+    if task_eval is not None:
+        summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
+        summary.update(task_eval.summary(result.rows))
     recorder.write_summary(summary)
     plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
+    if task_eval is not None:
+        title = f"{cfg.continual.scenario}, {cfg.continual.cl_method}"
+        plot_task_accuracy(result.rows, task_eval.ends, run_dir / "task_accuracy.png", title)
+        plot_accuracy_matrix(summary["accuracy_matrix"], run_dir / "accuracy_matrix.png", title)
     return summary
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import psutil
@@ -33,6 +33,14 @@ from strategies.registry import build_strategy
 
 # Called after every round with the metrics row and histogram data (name -> values).
 RoundObserver = Callable[[dict[str, Any], dict[str, np.ndarray]], None]
+
+
+class TaskEvaluation(Protocol):
+    """Extra evaluation of continual scenarios (server/continual.py's TaskEvaluator)."""
+
+    def must_evaluate(self, server_round: int) -> bool: ...
+
+    def __call__(self, server_round: int, weights: list[np.ndarray]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -93,11 +101,14 @@ def run_rounds(
     on_round: RoundObserver | None = None,
     run_dir: Path | None = None,
     resume: Checkpoint | None = None,
+    task_eval: TaskEvaluation | None = None,
 ) -> LoopResult:
     """Run all rounds; `evaluate(weights) -> (loss, accuracy)` is the central test.
 
     With `run_dir` a checkpoint is written atomically after every round; with `resume`
     the loop continues after the checkpointed round with its weights and strategy state.
+    With `task_eval` (continual scenarios) every evaluated round also gets per-task
+    accuracies, and task boundaries are always evaluated.
     """
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
@@ -199,9 +210,12 @@ def run_rounds(
         row: dict[str, Any] = {"round": rnd}
         weights = arrays.to_numpy_ndarrays()
         health["global_update_norm"] = float(np.linalg.norm(flat(weights) - flat(before)))
-        if rnd % fed.eval_every == 0 or rnd == fed.rounds:
+        boundary = task_eval is not None and task_eval.must_evaluate(rnd)
+        if rnd % fed.eval_every == 0 or rnd == fed.rounds or boundary:
             loss, acc = evaluate(weights)
             row.update(accuracy=acc, loss=loss)
+            if task_eval is not None:
+                row.update(task_eval(rnd, weights))
         else:
             row.update(accuracy=None, loss=None)
         t3 = time.perf_counter()

@@ -55,3 +55,52 @@ def plot_partition(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_task_accuracy(
+    rows: list[dict[str, Any]], end_rounds: list[int], path: Path, title: str = ""
+) -> None:
+    """Test accuracy on each task per round, dashed lines at the task boundaries."""
+    plt = _pyplot()
+    rows = [r for r in rows if r.get("task_accuracy")]
+    tasks = sorted({int(j) for r in rows for j in r["task_accuracy"]})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    cmap = plt.get_cmap("tab10")
+    for j in tasks:
+        pts = [
+            (r["round"], r["task_accuracy"][str(j)]) for r in rows if str(j) in r["task_accuracy"]
+        ]
+        ax.plot(*zip(*pts, strict=True), marker=".", color=cmap(j % 10), label=f"task {j}")
+    for end in end_rounds[:-1]:
+        ax.axvline(end + 0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy on task")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(title or "accuracy per task")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracy_matrix(matrix: list[list[float | None]], path: Path, title: str = "") -> None:
+    """Heatmap of a[i][j] (after task i, on task j); unseen cells left blank."""
+    plt = _pyplot()
+    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                colour = "black" if m[i, j] > 0.6 else "white"
+                ax.text(j, i, f"{100 * m[i, j]:.0f}", ha="center", va="center", color=colour)
+    ax.set_xlabel("evaluated on task j")
+    ax.set_ylabel("after training task i")
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_title(title or "accuracy matrix (%)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

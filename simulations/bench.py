@@ -177,6 +177,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
     table = []
     for (variant, group), cells in groups.items():
         finals, bests, reach, sent, recv, wall, eps = [], [], [], [], [], [], []
+        cl: dict[str, list[float]] = {k: [] for k in CONTINUAL_KEYS}
         seeds_done = 0
         for cell in cells:
             cell_dir = out / "cells" / cell.label
@@ -196,6 +197,9 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
             if summary.get("dp") == "central":  # no epsilon recorded = no noise = infinite
                 e = summary.get("epsilon")
                 eps.append(math.inf if e is None else float(e))
+            for key in CONTINUAL_KEYS:
+                if summary.get(key) is not None:
+                    cl[key].append(summary[key])
         fm, fs = _mean_std(finals)
         bm, bs = _mean_std(bests)
         table.append(
@@ -215,8 +219,14 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "epsilon": statistics.fmean(eps) if eps else None,
             }
         )
+        for key, values in cl.items():  # continual scenarios: accuracy-matrix metrics
+            if values:
+                table[-1][f"{key}_mean"], table[-1][f"{key}_std"] = _mean_std(values)
     table.sort(key=lambda r: (r["group"], -(r["final_mean"] or -1)))
     return table
+
+
+CONTINUAL_KEYS = ("average_accuracy", "forgetting", "bwt")
 
 
 def _pct(mean: float | None, std: float | None) -> str:
@@ -236,6 +246,10 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
     lines = []
     private = any(r.get("epsilon") is not None for r in table)
     for group in dict.fromkeys(r["group"] for r in table):
+        rows = [r for r in table if r["group"] == group]
+        if any("average_accuracy_mean" in r for r in rows):
+            lines += [f"### {group}", "", *_continual_lines(rows)]
+            continue
         lines += [
             f"### {group}",
             "",
@@ -243,7 +257,6 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
             f"| rounds to {100 * target:.0f}% | MB sent | MB received | wall s | seeds |",
             f"|---:|---|{'---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
         ]
-        rows = [r for r in table if r["group"] == group]
         for rank, r in enumerate(rows, start=1):
             reach = (
                 f"{r['rounds_to_target']:.1f} ({r['reached']})"
@@ -260,9 +273,24 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
         lines.append("")
     write_atomic(out / "results.md", "\n".join(lines))
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["variant"])
+        fields = list(dict.fromkeys(k for r in table for k in r)) or ["variant"]
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(table)
+
+
+def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """A continual group's table: ranked by average accuracy, with forgetting and BWT."""
+    rows = sorted(rows, key=lambda r: -(r.get("average_accuracy_mean") or -1))
+    lines = [
+        "| rank | variant | average acc % | forgetting (points) | BWT (points) | wall s | seeds |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for rank, r in enumerate(rows, start=1):
+        wall = "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}"
+        cells = [_pct(r.get(f"{k}_mean"), r.get(f"{k}_std")) for k in CONTINUAL_KEYS]
+        lines.append(f"| {rank} | {r['variant']} | {' | '.join(cells)} | {wall} | {r['seeds']} |")
+    return lines + [""]
 
 
 def plot_grid(grid: Grid, out: Path) -> None:

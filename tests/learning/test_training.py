@@ -66,3 +66,43 @@ def test_initial_weights_are_seeded():
     c = initial_weights("lenet", (28, 28, 1), 10, seed=6)
     assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
     assert not all(np.array_equal(p, q) for p, q in zip(a, c, strict=True))
+
+
+def test_continual_terms_trace_once_per_mode_and_act():
+    from learning.training import ContinualInputs
+
+    trainer = get_trainer("mlp", (8, 8, 1), 3)
+    w0 = initial_weights("mlp", (8, 8, 1), 3, seed=4)
+    anchor = initial_weights("mlp", (8, 8, 1), 3, seed=9)
+
+    def dist(a, b) -> float:
+        return float(sum(np.sum((p - q) ** 2) for p, q in zip(a, b, strict=True)))
+
+    x, y = _toy(120, 3)
+    fisher = trainer.fisher_diagonal(anchor, x[:50], y[:50])
+    assert all((f >= 0).all() for f in fisher) and sum(float(f.sum()) for f in fisher) > 0
+    soft = trainer.soft_targets(anchor, x, 2.0)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    modes = {
+        "ewc": lambda k: ContinualInputs(fisher=[f * k for f in fisher], anchor=anchor),
+        "lwf": lambda k: ContinualInputs(soft_targets=np.roll(soft, k, axis=0)),
+        "replay": lambda k: ContinualInputs(buffer_x=x[: 20 + k], buffer_y=y[: 20 + k]),
+    }
+    results = {}
+    for name, make in modes.items():
+        cfg = LocalTrainConfig(epochs=1, batch_size=16, lr=0.1, ewc_lambda=1e4, lwf_alpha=1.0)
+        before = trainer.trace_count
+        for k in (1, 2, 3):  # new values each client: no retrace after the first
+            xc, yc = _toy(40 + 7 * k, k)
+            r = trainer.train(w0, xc, yc, cfg, np.random.default_rng(k), continual=make(k))
+        assert trainer.trace_count - before <= 1, name
+        results[name] = r.weights
+    plain = trainer.train(
+        w0,
+        *_toy(61, 3),
+        LocalTrainConfig(epochs=1, batch_size=16, lr=0.1),
+        np.random.default_rng(3),
+    ).weights
+    # EWC's pull (huge lambda) keeps the update nearer to the anchor than plain training
+    assert dist(results["ewc"], anchor) < dist(plain, anchor)
+    assert dist(results["replay"], plain) > 0 and dist(results["lwf"], plain) > 0

@@ -1,0 +1,129 @@
+"""Client side of continual learning: this round's task data, and what the method keeps.
+
+Each client keeps its continual state in the on-disk client store under the run
+directory (`continual-state/`), versioned per round like SCAFFOLD's, so nothing of it
+is held in memory between rounds and none of it is ever put in a reply:
+
+- `task`: the last task the client trained on;
+- `held*`: the global model it received in its last round (EWC, LwF);
+- `prev*`: the global model it held at the end of its previous task (EWC anchor, LwF
+  teacher), taken from `held*` when the client moves to a new task;
+- `fisher*`: EWC's diagonal Fisher, summed over past tasks, computed at the move;
+- `buf_x`, `buf_y`, `buf_seen`: the replay reservoir (raw examples stay on the client).
+
+A client that skips rounds still held the data of the tasks it passed, so on its next
+round those tasks are streamed into its reservoir (and used for its Fisher) as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clients.replay import reservoir_add
+from clients.state_store import ClientStore
+from learning.config import ExperimentConfig
+from learning.errors import ConfigError
+from learning.federated_data import task_shard
+from learning.scenarios import client_task
+from learning.training import ContinualInputs, Trainer, to_float_images
+
+FISHER_EXAMPLES = 200  # examples of the finished task(s) the Fisher is averaged over
+STATE_DIR = "continual-state"
+
+
+@dataclass
+class ContinualStep:
+    """One client's data and method inputs for one round; `save` after training."""
+
+    task: int
+    x: np.ndarray  # uint8 images of the current task
+    y: np.ndarray
+    inputs: ContinualInputs | None
+    save: Callable[[], None] = field(repr=False)
+
+
+def _list(state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray] | None:
+    if f"{prefix}0" not in state:
+        return None
+    out, i = [], 0
+    while f"{prefix}{i}" in state:
+        out.append(state[f"{prefix}{i}"])
+        i += 1
+    return out
+
+
+def _put(state: dict[str, np.ndarray], prefix: str, arrays: list[np.ndarray]) -> None:
+    for i, a in enumerate(arrays):
+        state[f"{prefix}{i}"] = np.asarray(a)
+
+
+def _store(cfg: ExperimentConfig) -> ClientStore:
+    if not cfg.runtime.out_dir:
+        raise ConfigError(
+            f"cl-method {cfg.continual.cl_method!r} keeps client state on disk and needs "
+            "out-dir; set --set out-dir=/path/to/run"
+        )
+    return ClientStore(Path(cfg.runtime.out_dir) / STATE_DIR)
+
+
+def continual_step(
+    cfg: ExperimentConfig, pid: int, server_round: int, weights: list[np.ndarray], trainer: Trainer
+) -> ContinualStep:
+    """The task client `pid` is on in `server_round`, its data and its method's inputs."""
+    cl = cfg.continual
+    task = client_task(cfg, pid, server_round)
+    x, y = task_shard(cfg, pid, task)
+    method = cl.cl_method
+    if method == "finetune":
+        return ContinualStep(task, x, y, None, lambda: None)
+    store = _store(cfg)
+    old = store.load(pid, before_round=server_round)
+    state = dict(old)
+    last = int(old["task"]) if "task" in old else None
+    passed = range(0 if last is None else last, task)  # tasks finished since last round
+    seed = cfg.federation.seed
+    if method == "replay" and len(passed):
+        bx = state.get("buf_x", np.zeros((0, *x.shape[1:]), np.uint8))
+        by = state.get("buf_y", np.zeros((0,), np.int64))
+        seen = int(state.get("buf_seen", 0))
+        for t in passed:
+            tx, ty = task_shard(cfg, pid, t)
+            rng = np.random.default_rng([seed, pid, t, 9173])
+            bx, by, seen = reservoir_add(bx, by, seen, tx, ty, cl.buffer_size, rng)
+        state.update(buf_x=bx, buf_y=by, buf_seen=np.int64(seen))
+    held = _list(old, "held")
+    if method in ("ewc", "lwf") and len(passed) and last is not None and held is not None:
+        _put(state, "prev", held)
+        if method == "ewc":
+            fx = np.concatenate([task_shard(cfg, pid, t)[0] for t in passed])
+            fy = np.concatenate([task_shard(cfg, pid, t)[1] for t in passed])
+            rng = np.random.default_rng([seed, pid, task, 5501])
+            pick = np.sort(rng.permutation(len(fy))[:FISHER_EXAMPLES])
+            f_new = trainer.fisher_diagonal(held, to_float_images(fx[pick]), fy[pick])
+            f_old = _list(old, "fisher")
+            if f_old is not None:  # one summed penalty over all finished tasks
+                f_new = [a + b for a, b in zip(f_old, f_new, strict=True)]
+            _put(state, "fisher", f_new)
+    inputs = None
+    prev = _list(state, "prev")
+    if method == "replay" and "buf_y" in state and len(state["buf_y"]):
+        inputs = ContinualInputs(
+            buffer_x=to_float_images(state["buf_x"]), buffer_y=state["buf_y"].astype(np.int64)
+        )
+    elif method == "ewc" and prev is not None:
+        inputs = ContinualInputs(fisher=_list(state, "fisher"), anchor=prev)
+    elif method == "lwf" and prev is not None:
+        soft = trainer.soft_targets(prev, to_float_images(x), cl.lwf_temperature)
+        inputs = ContinualInputs(soft_targets=soft)
+    state["task"] = np.int64(task)
+    if method in ("ewc", "lwf"):
+        _put(state, "held", weights)
+
+    def save() -> None:
+        store.save(pid, state, server_round=server_round)
+
+    return ContinualStep(task, x, y, inputs, save)

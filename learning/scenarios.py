@@ -1,0 +1,116 @@
+"""Continual-learning scenarios as pure schedules: which data a client holds at which round.
+
+The schedule's clock moves to task t at round t * rounds_per_task + 1. A client with
+arrival offset d (0..arrival-spread, drawn from (seed, client)) reaches each task d rounds
+later than the clock, which models clients that move on asynchronously.
+
+- class-incremental (Split-Fashion-MNIST): task t holds the examples of class group t
+  (5 tasks of 2 classes: {0,1}, {2,3}, ...); one shared output head, no task id at test time.
+- domain-incremental: all classes in every task; the training examples are cut into
+  `num_tasks` disjoint chunks, and task t is shown under drift of level
+  drift_strength * t / (num_tasks - 1) (task 0 undrifted). Client group `pid % drift-groups`
+  picks the drift kind, so groups may drift differently.
+
+Each task's examples are split across clients with the configured partitioner, seeded by
+(seed, task). Everything here is NumPy; the per-process caches are in federated_data.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from learning.config import DRIFT_NAMES, ExperimentConfig, rounds_per_task
+from learning.partition import partition
+
+TASK_SEED = 6151  # mixes the task into partition and drift seeds
+
+
+def arrival_offset(seed: int, pid: int, spread: int) -> int:
+    """Rounds client `pid` lags behind the schedule's clock (0..spread), fixed per seed."""
+    if spread <= 0:
+        return 0
+    return int(np.random.default_rng([seed, pid, 4242]).integers(0, spread + 1))
+
+
+def task_at(server_round: int, per_task: int, num_tasks: int, offset: int = 0) -> int:
+    """Task in force at `server_round` (1-based) for a client `offset` rounds late."""
+    t = (int(server_round) - 1 - int(offset)) // int(per_task)
+    return int(min(max(t, 0), num_tasks - 1))
+
+
+def client_task(cfg: ExperimentConfig, pid: int, server_round: int) -> int:
+    """The task client `pid` trains on in `server_round`."""
+    cl = cfg.continual
+    offset = arrival_offset(cfg.federation.seed, pid, cl.arrival_spread)
+    return task_at(server_round, rounds_per_task(cfg), cl.num_tasks, offset)
+
+
+def server_task(cfg: ExperimentConfig, server_round: int) -> int:
+    """The task on the schedule's clock (what the server evaluates up to)."""
+    return task_at(server_round, rounds_per_task(cfg), cfg.continual.num_tasks)
+
+
+def task_end_rounds(cfg: ExperimentConfig) -> list[int]:
+    """Last round of each task on the clock; the last task runs to the final round."""
+    per = rounds_per_task(cfg)
+    t = cfg.continual.num_tasks
+    return [(i + 1) * per for i in range(t - 1)] + [cfg.federation.rounds]
+
+
+def class_groups(num_classes: int, num_tasks: int) -> list[np.ndarray]:
+    """Labels of each class-incremental task: consecutive, nearly equal groups."""
+    return [g.astype(np.int64) for g in np.array_split(np.arange(num_classes), num_tasks)]
+
+
+def drift_kind(cfg: ExperimentConfig, group: int) -> str:
+    """Drift kind of client group `group`: the configured kind, then the next ones in turn."""
+    cl = cfg.continual
+    if cl.drift_groups <= 1:
+        return cl.drift
+    kinds = list(DRIFT_NAMES)
+    return kinds[(kinds.index(cl.drift) + group) % len(kinds)]
+
+
+def drift_level(cfg: ExperimentConfig, task: int) -> float:
+    """Drift strength of `task`: 0 for the first task, growing linearly to drift-strength."""
+    t = cfg.continual.num_tasks
+    return 0.0 if t <= 1 else cfg.continual.drift_strength * task / (t - 1)
+
+
+def task_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.ndarray:
+    """Sorted training indices into `labels` that belong to `task`.
+
+    Domain-incremental chunks come from one permutation seeded by `seed` (the same for
+    every task), so the tasks' examples are disjoint.
+    """
+    cl = cfg.continual
+    if cl.scenario == "class-incremental":
+        groups = class_groups(int(labels.max()) + 1 if len(labels) else 0, cl.num_tasks)
+        return np.flatnonzero(np.isin(labels, groups[task])).astype(np.int64)
+    order = np.random.default_rng([cfg.federation.seed, TASK_SEED]).permutation(len(labels))
+    return np.sort(np.array_split(order, cl.num_tasks)[task]).astype(np.int64)
+
+
+def task_test_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.ndarray:
+    """Test indices of `task`: its classes (class-incremental) or all (domain-incremental)."""
+    if cfg.continual.scenario == "class-incremental":
+        return task_examples(cfg, labels, task)
+    return np.arange(len(labels), dtype=np.int64)
+
+
+def task_partition(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> list[np.ndarray]:
+    """Indices into `labels` of each client's share of `task` (the configured partitioner)."""
+    d = cfg.data
+    idx = task_examples(cfg, labels, task)
+    parts = partition(
+        d.partition,
+        labels[idx],
+        cfg.federation.num_clients,
+        cfg.federation.seed * TASK_SEED + task + 1,
+        alpha=d.alpha,
+        min_shard_size=d.min_shard_size,
+        shards_per_client=d.shards_per_client,
+        classes_per_client=d.classes_per_client,
+        quantity_sigma=d.quantity_sigma,
+    )
+    return [idx[p] for p in parts]
