@@ -176,8 +176,7 @@ class CentralDP(Strategy):
         std = self.update_multiplier * self.clipping_norm
         mean = noisy_mean(delta_sum, self.expected_clients, std, self._rng(server_round, 0))
         self.last_noise_std = std / self.expected_clients
-        if self.noise_multiplier > 0:
-            self._releases[0] += 1
+        self._releases[0] += 1  # without noise each release costs infinite epsilon
         new = [g + m for g, m in zip(self._global, mean, strict=True)]
         dtypes = [g.dtype for g in self._global]
         result = self.inner.aggregate_train(server_round, [single_reply(new, dtypes)])

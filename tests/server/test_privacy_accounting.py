@@ -20,6 +20,18 @@ def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
     assert math.isinf(epsilon_spent(0.0, 5, 1000, 100, 1e-5))
 
 
+def test_a_run_without_noise_reports_no_finite_epsilon():
+    from flwr.serverapp.strategy import FedAvg
+
+    from server.privacy import privacy_row
+    from strategies.central_dp import CentralDP
+
+    cfg = ExperimentConfig.from_flat({"dp": "central", "noise-multiplier": 0.0})
+    dp = CentralDP(FedAvg(), noise_multiplier=0.0, clipping_norm=1.0, expected_clients=10.0)
+    dp._releases[0] = 3
+    assert privacy_row(cfg, dp)["epsilon"] is None  # JSON null: infinite
+
+
 def test_sampling_amplifies_and_the_accountant_beats_the_classic_rdp_bound():
     z, rounds, delta = 1.0, 50, 1e-5
     full = epsilon_spent(z, rounds, 100, 100, delta)  # q = 1: plain Gaussian

@@ -86,7 +86,7 @@ def test_wrapper_clips_sums_and_divides_by_expected_clients_without_noise():
     # (0.6, 0.8) + (0.1, 0.1) summed, over 4 expected clients.
     np.testing.assert_allclose(arrays.to_numpy_ndarrays()[0], [1.175, 1.225], rtol=1e-6)
     assert arrays.to_numpy_ndarrays()[0].dtype == np.float32
-    assert dp.releases == 0  # no noise, no private release to account for
+    assert dp.releases == 1
 
 
 def test_wrapper_noise_is_seeded_and_counted():
