@@ -28,6 +28,11 @@ def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
+def _accuracies(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["accuracy"] for x in lines]
+
+
 def _alive_nodes(address: str) -> int:
     probe = (
         f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
@@ -40,7 +45,7 @@ def _alive_nodes(address: str) -> int:
         return 0
 
 
-def test_two_node_cluster_trains_on_both_nodes(tmp_path):
+def test_two_node_cluster_trains_on_both_nodes(tmp_path, ray_address):
     port = free_port()
     address = f"127.0.0.1:{port}"
     head = _ray_start(
@@ -64,8 +69,7 @@ def test_two_node_cluster_trains_on_both_nodes(tmp_path):
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
             time.sleep(2)
         out = tmp_path / "run"
-        proc = run_cli(
-            "run",
+        args = [
             "--set",
             "rounds=2",
             "--set",
@@ -81,17 +85,19 @@ def test_two_node_cluster_trains_on_both_nodes(tmp_path):
             "--set",
             "local-epochs=1",
             "--quiet",
-            "--out",
-            str(out),
-            "--ray-address",
-            address,
-        )
+        ]
+        proc = run_cli("run", *args, "--out", str(out), "--ray-address", address)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
         per_node = summary["updates_per_node"]
         assert len(per_node) == 2, per_node
         assert sum(per_node.values()) == 16
         assert all(n > 0 for n in per_node.values())
+        # The same config and seed on the one-node session cluster: the same numbers.
+        local = tmp_path / "local"
+        proc = run_cli("run", *args, "--out", str(local), "--ray-address", ray_address)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _accuracies(out) == _accuracies(local)
     finally:
         if worker is not None:
             stop_process_group(worker)
