@@ -95,8 +95,11 @@ def continual_step(
             rng = np.random.default_rng([seed, pid, t, 9173])
             bx, by, seen = reservoir_add(bx, by, seen, tx, ty, cl.buffer_size, rng)
         state.update(buf_x=bx, buf_y=by, buf_seen=np.int64(seen))
-    held = _list(old, "held")
-    if method in ("ewc", "lwf") and len(passed) and last is not None and held is not None:
+    # The model that ends the finished task is the global model received now, when the
+    # client moves on: it carries every round of that task (the model the client held at
+    # its own last round there could have missed most of them).
+    if method in ("ewc", "lwf") and len(passed) and last is not None:
+        held = [np.asarray(w) for w in weights]
         _put(state, "prev", held)
         if method == "ewc":
             fx = np.concatenate([task_shard(cfg, pid, t)[0] for t in passed])
@@ -120,8 +123,6 @@ def continual_step(
         soft = trainer.soft_targets(prev, to_float_images(x), cl.lwf_temperature)
         inputs = ContinualInputs(soft_targets=soft)
     state["task"] = np.int64(task)
-    if method in ("ewc", "lwf"):
-        _put(state, "held", weights)
 
     def save() -> None:
         store.save(pid, state, server_round=server_round)

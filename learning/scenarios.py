@@ -77,6 +77,13 @@ def drift_level(cfg: ExperimentConfig, task: int) -> float:
     return 0.0 if t <= 1 else cfg.continual.drift_strength * task / (t - 1)
 
 
+def num_classes(cfg: ExperimentConfig) -> int:
+    """The dataset's class count (not the largest label seen: a test subset may miss one)."""
+    from learning.federated_data import dataset_for
+
+    return int(dataset_for(cfg).num_classes)
+
+
 def task_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.ndarray:
     """Sorted training indices into `labels` that belong to `task`.
 
@@ -85,7 +92,7 @@ def task_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.nd
     """
     cl = cfg.continual
     if cl.scenario == "class-incremental":
-        groups = class_groups(int(labels.max()) + 1 if len(labels) else 0, cl.num_tasks)
+        groups = class_groups(num_classes(cfg), cl.num_tasks)
         return np.flatnonzero(np.isin(labels, groups[task])).astype(np.int64)
     order = np.random.default_rng([cfg.federation.seed, TASK_SEED]).permutation(len(labels))
     return np.sort(np.array_split(order, cl.num_tasks)[task]).astype(np.int64)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learning.config import build_config
+from learning.config import build_config, rounds_per_task
 from learning.errors import ConfigError
 from learning.federated_data import task_shard, task_test_set
 from learning.scenarios import (
@@ -85,7 +85,7 @@ def test_arrival_spread_is_deterministic_per_seed_and_client():
     assert set(offsets) == {0, 1, 2, 3}  # clients really arrive at different rounds
     assert offsets != [arrival_offset(1, pid, 3) for pid in range(50)]
     assert all(arrival_offset(0, pid, 0) == 0 for pid in range(50))
-    cfg = build_config(None, [*CI, "arrival-spread=3"])
+    cfg = build_config(None, [*CI, "arrival-spread=3", "rounds=13", "rounds-per-task=2"])
     for pid in range(6):
         d = arrival_offset(0, pid, 3)
         tasks = [client_task(cfg, pid, r) for r in range(1, 11)]
@@ -147,7 +147,8 @@ def test_continual_config_errors_are_one_line():
 
 
 def test_a_late_client_keeps_its_old_classes_for_its_offset():
-    cfg = build_config(None, [*CI, *SMALL_DATA, "arrival-spread=2"])
+    cfg = build_config(None, [*CI, *SMALL_DATA, "arrival-spread=2", "rounds=11"])
+    assert rounds_per_task(cfg) == 2
     late = next(pid for pid in range(6) if arrival_offset(0, pid, 2) == 2)
     groups = class_groups(10, 5)
     # round 3 starts task 1 on the clock; this client still holds task 0's classes until
@@ -157,3 +158,10 @@ def test_a_late_client_keeps_its_old_classes_for_its_offset():
         assert client_task(cfg, late, rnd) == task
         _, y = task_shard(cfg, late, client_task(cfg, late, rnd))
         assert set(np.unique(y)) <= set(groups[task].tolist())
+
+
+def test_an_arrival_spread_that_never_reaches_the_last_task_is_refused():
+    with pytest.raises(ConfigError, match="never train the last task"):
+        build_config(None, [*CI, "arrival-spread=2"])  # 5 tasks x 2 rounds in 10 rounds
+    with pytest.raises(ConfigError, match="exceeds the 10 classes"):
+        build_config(None, [*CI, "num-tasks=11", "rounds=22"])
