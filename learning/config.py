@@ -323,9 +323,14 @@ def _check_continual(cfg: ExperimentConfig) -> None:
         raise ConfigError("cl-method 'replay' needs buffer-size >= 1; e.g. --set buffer-size=200")
     if cl.scenario == "class-incremental" and cl.num_tasks < 2:
         raise ConfigError("class-incremental needs num-tasks >= 2; e.g. --set num-tasks=5")
-    if cl.scenario == "class-incremental" and cl.num_tasks > 10 and cfg.data.dataset in (
-        "fashion-mnist",
-        "cifar10",
+    if (
+        cl.scenario == "class-incremental"
+        and cl.num_tasks > 10
+        and cfg.data.dataset
+        in (
+            "fashion-mnist",
+            "cifar10",
+        )
     ):
         raise ConfigError(
             f"num-tasks ({cl.num_tasks}) exceeds the 10 classes; a task needs a class"
