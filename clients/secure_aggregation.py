@@ -1,5 +1,7 @@
 """The client's half of SecAgg+: Flower's own `secaggplus_mod`, adapted to our replies.
 
+What is masked and summed is the client's update (trained minus received weights).
+
 Flower's mod speaks the legacy FitRes layout (`fitres.parameters`, `fitres.num_examples`)
 and hands the app the protocol's own ConfigRecord next to ours. This adapter strips
 that record on the way in, converts our reply on the way out, and afterwards removes
@@ -42,7 +44,13 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCall
         metrics = reply.content["metrics"]
         weight = int(config.get(WEIGHT_KEY, 0)) or int(metrics["num-examples"])
         content = reply.content
-        content["fitres.parameters"] = content.array_records.pop("arrays")
+        # The update, not the weights, goes into the sum: it is small (so quantisation
+        # never clips it) and its norm is what DP clipping bounds.
+        start = inner.content["arrays"].to_numpy_ndarrays()
+        trained = content.array_records.pop("arrays").to_numpy_ndarrays()
+        content["fitres.parameters"] = ArrayRecord(
+            [t - g for t, g in zip(trained, start, strict=True)]
+        )
         content["fitres.num_examples"] = MetricRecord({"num_examples": weight})
         content["fitres.metrics"] = ConfigRecord({})
         content["fitres.status"] = ConfigRecord({"code": 0, "message": ""})

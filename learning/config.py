@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.errors import ConfigError
-from learning.secagg_plan import secagg_plan
+from learning.secagg_plan import max_round_size, secagg_plan
 
 PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
 DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
@@ -375,6 +375,19 @@ def _check_privacy(cfg: ExperimentConfig) -> None:
             raise ConfigError(
                 "secure-aggregation cannot be combined with adaptive clipping (each client's "
                 'clipped bit would be visible); use dp-clipping="fixed"'
+            )
+        biggest = max_round_size(fed.clients_per_round, fed.num_clients, p.dp == "central")
+        if biggest * 2**p.secagg_quantization_bits >= 2**32:
+            raise ConfigError(
+                f"rounds of up to {biggest} clients x 2**{p.secagg_quantization_bits} "
+                "quantisation levels overflow SecAgg+'s 2**32 modulus; lower "
+                "secagg-quantization-bits or clients-per-round"
+            )
+        if p.dp == "central" and p.clipping_norm > p.secagg_clipping_range:
+            raise ConfigError(
+                f"clipping-norm ({p.clipping_norm:g}) exceeds secagg-clipping-range "
+                f"({p.secagg_clipping_range:g}): SecAgg+ would clip clipped updates again and "
+                "the DP bound would not hold; raise secagg-clipping-range"
             )
         secagg_plan(
             fed.clients_per_round,

@@ -61,3 +61,12 @@ def secagg_plan(
             "or raise num-shares"
         )
     return SecAggPlan(clients=n, shares=shares, threshold=t, max_dropouts=max_dropouts)
+
+
+def max_round_size(clients_per_round: int, num_clients: int, poisson: bool) -> int:
+    """Most clients a round can hold: clients-per-round, or under Poisson sampling
+    (central DP) about 4 standard deviations above it."""
+    if not poisson:
+        return clients_per_round
+    extra = 4 * math.ceil(math.sqrt(clients_per_round)) + 2
+    return min(num_clients, clients_per_round + extra)

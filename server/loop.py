@@ -113,7 +113,16 @@ def run_rounds(
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
     weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
-    strategy = wrap_private(cfg, build_strategy(cfg, num_slots))
+    # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
+    # and each trains on its own data (server/deployment.py).
+    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
+    # Privacy is accounted over the population actually sampled from.
+    private_cfg = (
+        cfg.replace(num_clients=len(dealer.node_ids))
+        if dealer is not None and cfg.privacy.dp == "central"
+        else cfg
+    )
+    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots))
     # Central DP samples each client independently (the accountant's assumption) and
     # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
     poisson = cfg.privacy.dp == "central"
@@ -130,9 +139,6 @@ def run_rounds(
     dtypes = [w.dtype for w in weights]
     base = {k: v for k, v in cfg.to_flat().items()}
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
-    # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
-    # and each trains on its own data (server/deployment.py).
-    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
     fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else _stamp
     for rnd in range(first, fed.rounds + 1):
@@ -200,6 +206,11 @@ def run_rounds(
         new_arrays = None
         if secure_mean is not None:
             new_arrays = secure.aggregate(strategy, rnd, secure_mean, before, len(valid))
+        elif secure is not None and isinstance(strategy, CentralDP):
+            # SecAgg+ halted (too many dropouts, or a draw too small for the plan): the
+            # round still releases, noise only, so every round is one accounted release.
+            zeros = [np.zeros(b.shape, dtype=np.float64) for b in before]
+            new_arrays, _ = strategy.aggregate_sum(rnd, zeros)
         elif secure is None and isinstance(strategy, CentralDP):
             new_arrays, _ = strategy.aggregate_train(rnd, useful)  # released even if empty
         elif useful and enough:
@@ -221,7 +232,7 @@ def run_rounds(
         t3 = time.perf_counter()
         row.update(_train_stats(valid))
         row.update(health)
-        row.update(privacy_row(cfg, strategy))
+        row.update(privacy_row(private_cfg, strategy))
         row.update(
             clients=len(pids),
             replies=len(valid),

@@ -16,8 +16,8 @@ from flwr.serverapp.strategy import Strategy
 
 from clients.secure_aggregation import WEIGHT_KEY
 from learning.config import ExperimentConfig
-from learning.errors import AggregationError
-from learning.secagg_plan import secagg_plan
+from learning.errors import AggregationError, ConfigError
+from learning.secagg_plan import max_round_size, secagg_plan
 from server.secure_aggregation import SecAggOutcome, run_secagg_round
 from strategies.central_dp import CentralDP, single_reply
 
@@ -39,13 +39,16 @@ class SecureSender:
         if self.uniform:
             for m in messages:
                 m.content["config"] = ConfigRecord({**m.content["config"], WEIGHT_KEY: 1})
-        plan = secagg_plan(
-            len(messages),
-            p.num_shares,
-            p.reconstruction_threshold,
-            p.dropout_tolerance,
-            p.secagg_quantization_bits,
-        )
+        try:
+            plan = secagg_plan(
+                len(messages),
+                p.num_shares,
+                p.reconstruction_threshold,
+                p.dropout_tolerance,
+                p.secagg_quantization_bits,
+            )
+        except ConfigError as exc:  # a Poisson draw too small for the plan: no aggregate
+            return SecAggOutcome(mean=None, reason=str(exc))
         rng = np.random.default_rng([fed.seed, rnd, 0x5ECA])
         outcome = run_secagg_round(
             grid,
@@ -79,15 +82,13 @@ class SecureSender:
         before: list[np.ndarray],
         survivors: int,
     ) -> ArrayRecord | None:
-        """The strategy's server step on the securely computed mean."""
+        """The strategy's server step on the securely computed mean update."""
         dtypes = [b.dtype for b in before]
         if isinstance(strategy, CentralDP):
-            delta_sum = [
-                survivors * (m - b.astype(np.float64)) for m, b in zip(mean, before, strict=True)
-            ]
-            new, _ = strategy.aggregate_sum(rnd, delta_sum)
+            new, _ = strategy.aggregate_sum(rnd, [survivors * m for m in mean])
         else:
-            new, _ = strategy.aggregate_train(rnd, [single_reply(mean, dtypes)])
+            weights = [b.astype(np.float64) + m for b, m in zip(before, mean, strict=True)]
+            new, _ = strategy.aggregate_train(rnd, [single_reply(weights, dtypes)])
         return new
 
 
@@ -98,10 +99,6 @@ def _shard_sizes(cfg: ExperimentConfig) -> list[int]:
 
 
 def secagg_nodes(cfg: ExperimentConfig) -> int:
-    """SuperNodes a SecAgg+ run needs: one per client a round can sample. Poisson
-    sampling (central DP) draws around clients-per-round; 4 std above is enough."""
+    """SuperNodes a SecAgg+ run needs: one per client a round can sample."""
     fed = cfg.federation
-    if cfg.privacy.dp != "central":
-        return fed.clients_per_round
-    extra = 4 * int(np.ceil(np.sqrt(fed.clients_per_round))) + 2
-    return min(fed.num_clients, fed.clients_per_round + extra)
+    return max_round_size(fed.clients_per_round, fed.num_clients, cfg.privacy.dp == "central")

@@ -55,8 +55,9 @@ def update_noise_multiplier(noise_multiplier: float, count_std: float) -> float:
 
     Andrew et al. (2021), Thm 1: releasing the sum with z_delta and the count of
     unclipped updates with std count_std costs as much as one Gaussian release with
-    z = (z_delta^-2 + (2 count_std)^-2)^(-1/2). Solving for z_delta keeps the
-    accountant's z honest.
+    z = (z_delta^-2 + (2 count_std)^-2)^(-1/2). The factor 2 holds because each client
+    contributes its bit centred, b - 1/2, so the count's sensitivity is 1/2 (see
+    `noisy_unclipped`). Solving for z_delta keeps the accountant's z honest.
     """
     if noise_multiplier == 0:
         return 0.0
@@ -66,6 +67,18 @@ def update_noise_multiplier(noise_multiplier: float, count_std: float) -> float:
             f"({noise_multiplier / 2:g}); raise it or lower noise-multiplier"
         )
     return (noise_multiplier**-2 - (2 * count_std) ** -2) ** -0.5
+
+
+def noisy_unclipped(
+    unclipped: int, replies: int, expected: float, std: float, rng: np.random.Generator
+) -> float:
+    """The noisy count of unclipped updates that the clipping step uses.
+
+    Only the centred sum sum(b_i - 1/2) is released, with noise: its sensitivity is 1/2.
+    The 1/2 per client is added back for the *expected* number of clients, a public
+    number; the actual number of replies is private (it says who took part).
+    """
+    return (unclipped - 0.5 * replies) + rng.normal(0.0, std) + 0.5 * expected
 
 
 def next_clipping_norm(
@@ -152,8 +165,9 @@ class CentralDP(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Clip each reply's update again, sum, and release the noisy mean."""
         total: Arrays | None = None
-        unclipped = 0
+        unclipped = count = 0
         for msg in replies:
+            count += 1
             weights = msg.content["arrays"].to_numpy_ndarrays()
             delta = [w.astype(np.float64) - g for w, g in zip(weights, self._global, strict=True)]
             clipped, kept = clip_update(delta, self.clipping_norm)
@@ -166,10 +180,14 @@ class CentralDP(Strategy):
             )
         if total is None:  # nobody answered: the release still happens, noise only
             total = [np.zeros(g.shape, dtype=np.float64) for g in self._global]
-        return self.aggregate_sum(server_round, total, unclipped)
+        return self.aggregate_sum(server_round, total, unclipped, count)
 
     def aggregate_sum(
-        self, server_round: int, delta_sum: Arrays, unclipped: int | None = None
+        self,
+        server_round: int,
+        delta_sum: Arrays,
+        unclipped: int | None = None,
+        replies: int = 0,
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """The release: noisy mean of clipped updates -> the wrapped strategy's step.
         Also the entry point for SecAgg+, where the server only ever holds the sum."""
@@ -181,7 +199,13 @@ class CentralDP(Strategy):
         dtypes = [g.dtype for g in self._global]
         result = self.inner.aggregate_train(server_round, [single_reply(new, dtypes)])
         if self.adaptive and unclipped is not None:
-            noisy = unclipped + self._rng(server_round, 1).normal(0.0, self.count_std)
+            noisy = noisy_unclipped(
+                unclipped,
+                replies,
+                self.expected_clients,
+                self.count_std,
+                self._rng(server_round, 1),
+            )
             self._clip[0] = next_clipping_norm(
                 self.clipping_norm,
                 noisy,

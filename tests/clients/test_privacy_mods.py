@@ -74,3 +74,15 @@ def test_local_dp_adds_the_gaussian_mechanisms_noise_and_is_seeded():
 def test_no_privacy_leaves_the_reply_alone():
     sent = _sent(_message(dp="none"))
     np.testing.assert_allclose(sent[0], 0.05)
+
+
+def test_local_noise_is_calibrated_by_the_exact_gaussian_delta():
+    from clients.privacy import gaussian_delta
+
+    sigma = local_noise_std(1.0, 10.0, 1e-5)
+    assert gaussian_delta(10.0, sigma, 2.0) <= 1e-5
+    assert gaussian_delta(10.0, sigma * 0.99, 2.0) > 1e-5
+    classic = 2.0 * np.sqrt(2 * np.log(1.25 / 1e-5)) / 10.0
+    assert gaussian_delta(10.0, classic, 2.0) > 2e-5  # why the classic formula is not used
+    small = local_noise_std(1.0, 0.5, 1e-5)  # below 1 the classic bound holds (is looser)
+    assert small <= 2.0 * np.sqrt(2 * np.log(1.25 / 1e-5)) / 0.5

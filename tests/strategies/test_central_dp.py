@@ -111,3 +111,14 @@ def test_adaptive_clipping_reads_flowers_clipped_bit_as_clipped():
     replies = [_reply([g[0] + 5.0], norm_bit=1) for _ in range(4)]  # all four clipped
     dp.aggregate_train(1, replies)
     assert dp.clipping_norm == pytest.approx(math.exp(0.2 * 0.5))  # none unclipped: C grows
+
+
+def test_the_unclipped_count_is_released_centred_around_the_expected_clients():
+    from strategies.central_dp import noisy_unclipped
+
+    rng = np.random.default_rng(0)
+    # 3 of 4 replies unclipped, 10 expected: sum(b - 1/2) = 1, plus 1/2 x 10 = 6.
+    assert noisy_unclipped(3, 4, 10.0, 0.0, rng) == pytest.approx(6.0)
+    # One more client taking part moves the released value by 1/2, whatever its bit.
+    assert noisy_unclipped(4, 5, 10.0, 0.0, rng) - 6.0 == pytest.approx(0.5)
+    assert noisy_unclipped(3, 5, 10.0, 0.0, rng) - 6.0 == pytest.approx(-0.5)
