@@ -78,9 +78,7 @@ def alie(honest: list[Arrays], z: float) -> Arrays:
     return out
 
 
-def apply_collusion(
-    cfg: ExperimentConfig, replies: list[Message], x: Arrays, rnd: int
-) -> list[Message]:
+def apply_collusion(cfg: ExperimentConfig, replies: list[Message]) -> list[Message]:
     """ALIE: replace the colluders' replies with the shared malicious model."""
     if cfg.attack.attack != "alie" or not replies:
         return replies

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from clients.replay import reservoir_add
 from clients.state_store import ClientStore
+from clients.stateful import store_for
 from learning.config import ExperimentConfig
-from learning.errors import ConfigError
 from learning.federated_data import task_shard
 from learning.scenarios import client_task
 from learning.training import ContinualInputs, Trainer, to_float_images
@@ -62,12 +61,7 @@ def _put(state: dict[str, np.ndarray], prefix: str, arrays: list[np.ndarray]) ->
 
 
 def _store(cfg: ExperimentConfig) -> ClientStore:
-    if not cfg.runtime.out_dir:
-        raise ConfigError(
-            f"cl-method {cfg.continual.cl_method!r} keeps client state on disk and needs "
-            "out-dir; set --set out-dir=/path/to/run"
-        )
-    return ClientStore(Path(cfg.runtime.out_dir) / STATE_DIR)
+    return store_for(cfg, STATE_DIR, f"cl-method {cfg.continual.cl_method!r}")
 
 
 def continual_step(

@@ -16,6 +16,7 @@ to OS entropy, as a deployment must.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -24,31 +25,34 @@ from flwr.app.message_type import MessageType
 from flwr.clientapp.mod import LocalDpMod, adaptiveclipping_mod, fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 
-from learning.config import key_spec
 
-
-def _privacy_settings(msg: Message) -> dict:
-    if "config" not in msg.content.config_records:
-        return {}
-    spec = key_spec()
-    return {k: v for k, v in msg.content["config"].items() if k in spec or k == "partition-id"}
+def seed_global_numpy(config, tag: int) -> None:
+    """Seed NumPy's global generator (what Flower's mods draw from) from (seed, round,
+    client, tag). Only where the server names the client (simulation): a deployment's
+    nodes carry no partition id and keep OS entropy, never a seed shared across nodes;
+    `secure-noise = true` keeps it everywhere."""
+    if config.get("secure-noise", False) or "partition-id" not in config:
+        return
+    seq = np.random.SeedSequence(
+        [
+            int(config.get("seed", 0)),
+            int(config.get("server-round", 0)),
+            int(config["partition-id"]),
+            tag,
+        ]
+    )
+    np.random.seed(seq.generate_state(1)[0])
 
 
 def privacy_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
     """Clip (and for local DP, noise) a training reply as the config asks."""
-    if msg.metadata.message_type != MessageType.TRAIN:
+    if msg.metadata.message_type != MessageType.TRAIN or "config" not in msg.content:
         return call_next(msg, ctxt)
-    cfg = _privacy_settings(msg)
+    cfg = msg.content["config"]
     dp = cfg.get("dp", "none")
     if dp == "none":
         return call_next(msg, ctxt)
-    # Seeded only where the server names the client (simulation); a deployment's nodes
-    # carry no partition id and draw from OS entropy, never from a shared seed.
-    if not cfg.get("secure-noise", False) and "partition-id" in cfg:
-        round_ = int(msg.content["config"].get("server-round", 0))
-        pid = int(cfg.get("partition-id", 0))
-        seq = np.random.SeedSequence([int(cfg.get("seed", 0)), round_, pid, 0x1D9])
-        np.random.seed(seq.generate_state(1)[0])
+    seed_global_numpy(cfg, 0x1D9)
     if dp == "central":
         mod = adaptiveclipping_mod if cfg.get("dp-clipping") == "adaptive" else fixedclipping_mod
         return mod(msg, ctxt, call_next)
@@ -72,6 +76,7 @@ def gaussian_delta(epsilon: float, sigma: float, sensitivity: float) -> float:
     return phi(a - b) - math.exp(epsilon) * phi(-a - b)
 
 
+@functools.lru_cache(maxsize=64)  # asked per client message; a bisection each time
 def local_noise_std(clipping_norm: float, epsilon: float, delta: float) -> float:
     """Smallest noise std (to 0.01%) whose exact delta at `epsilon` is <= `delta`,
     for sensitivity 2C."""

@@ -11,12 +11,13 @@ configs pass straight through, so one ClientApp serves both kinds of run.
 
 from __future__ import annotations
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.app.message_type import MessageType
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+from clients.privacy import seed_global_numpy
 
 WEIGHT_KEY = "secagg-weight"  # the weight this client's update carries in the sum
 
@@ -54,17 +55,7 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCall
         content["fitres.num_examples"] = MetricRecord({"num_examples": weight})
         content["fitres.metrics"] = ConfigRecord({})
         content["fitres.status"] = ConfigRecord({"code": 0, "message": ""})
-        if not config.get("secure-noise", False) and "partition-id" in config:
-            # Flower quantises with stochastic rounding from NumPy's global generator.
-            seq = np.random.SeedSequence(
-                [
-                    int(config.get("seed", 0)),
-                    int(config.get("server-round", 0)),
-                    int(config.get("partition-id", 0)),
-                    0x5A,
-                ]
-            )
-            np.random.seed(seq.generate_state(1)[0])
+        seed_global_numpy(config, 0x5A)  # Flower quantises with stochastic rounding
         return reply
 
     out = secaggplus_mod(msg, ctxt, train_as_fitres)

@@ -24,13 +24,16 @@ from strategies.scaffold import SCAFFOLD_C_KEY, SCAFFOLD_DC_KEY, scaffold_client
 Arrays = list[np.ndarray]
 
 
-def store_for(cfg: ExperimentConfig) -> ClientStore:
+def store_for(
+    cfg: ExperimentConfig, subdir: str = "client-state", owner: str | None = None
+) -> ClientStore:
+    """The on-disk client store under the run directory; `owner` names who needs it."""
     if not cfg.runtime.out_dir:
+        owner = owner or f"strategy {cfg.strategy.strategy!r}"
         raise ConfigError(
-            f"strategy {cfg.strategy.strategy!r} keeps client state on disk and needs "
-            "out-dir; set --set out-dir=/path/to/run"
+            f"{owner} keeps client state on disk and needs out-dir; set --set out-dir=/path/to/run"
         )
-    return ClientStore(Path(cfg.runtime.out_dir) / "client-state")
+    return ClientStore(Path(cfg.runtime.out_dir) / subdir)
 
 
 def _arrays(state: dict[str, np.ndarray], prefix: str, like: Arrays) -> Arrays:

@@ -313,8 +313,8 @@ def _check_continual(cfg: ExperimentConfig) -> None:
             )
         return
     rounds = cfg.federation.rounds
-    per_task = cl.rounds_per_task or rounds // cl.num_tasks
-    if per_task < 1 or per_task * cl.num_tasks > rounds:
+    per_task = rounds_per_task(cfg)
+    if per_task * cl.num_tasks > rounds:
         raise ConfigError(
             f"rounds ({rounds}) is fewer than num-tasks ({cl.num_tasks}) x rounds-per-task "
             f"({cl.rounds_per_task or 'auto'}); raise rounds or lower rounds-per-task"

@@ -63,7 +63,7 @@ def backward_transfer(m: np.ndarray) -> float:
 
 def matrix_to_json(m: np.ndarray) -> list[list[float | None]]:
     """Nested lists with NaN as None (JSON null)."""
-    return [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in m]
+    return [[_finite_or_none(v) for v in row] for row in m]
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from learning.config import DataConfig, ExperimentConfig
 from learning.datasets import Dataset, load_dataset, subset
-from learning.partition import label_histograms, partition
+from learning.partition import label_histograms, partition_as_configured
 
 
 @lru_cache(maxsize=4)
@@ -30,17 +30,7 @@ def dataset_for(cfg: ExperimentConfig) -> Dataset:
 @lru_cache(maxsize=4)
 def _partitions(data: DataConfig, num_clients: int, seed: int) -> tuple[np.ndarray, ...]:
     ds = _dataset(data, seed)
-    parts = partition(
-        data.partition,
-        ds.y_train,
-        num_clients,
-        seed,
-        alpha=data.alpha,
-        min_shard_size=data.min_shard_size,
-        shards_per_client=data.shards_per_client,
-        classes_per_client=data.classes_per_client,
-        quantity_sigma=data.quantity_sigma,
-    )
+    parts = partition_as_configured(data, ds.y_train, num_clients, seed)
     return tuple(parts)
 
 

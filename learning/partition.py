@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from learning.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from learning.config import DataConfig
 
 MAX_DIRICHLET_DRAWS = 100
 
@@ -291,3 +295,20 @@ def label_histograms(labels: np.ndarray, parts: list[np.ndarray], num_classes: i
     client = np.repeat(np.arange(len(parts)), lengths)
     counts = np.bincount(client * c + y[flat], minlength=len(parts) * c)
     return counts.reshape(len(parts), c).astype(np.int64)
+
+
+def partition_as_configured(
+    data: DataConfig, labels: np.ndarray, num_clients: int, seed: int
+) -> list[np.ndarray]:
+    """`partition` with the partitioner and its parameters taken from the data config."""
+    return partition(
+        data.partition,
+        labels,
+        num_clients,
+        seed,
+        alpha=data.alpha,
+        min_shard_size=data.min_shard_size,
+        shards_per_client=data.shards_per_client,
+        classes_per_client=data.classes_per_client,
+        quantity_sigma=data.quantity_sigma,
+    )

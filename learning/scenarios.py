@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from learning.config import DRIFT_NAMES, ExperimentConfig, rounds_per_task
-from learning.partition import partition
+from learning.partition import partition_as_configured
 
 TASK_SEED = 6151  # mixes the task into partition and drift seeds
 
@@ -109,15 +109,6 @@ def task_partition(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> list
     """Indices into `labels` of each client's share of `task` (the configured partitioner)."""
     d = cfg.data
     idx = task_examples(cfg, labels, task)
-    parts = partition(
-        d.partition,
-        labels[idx],
-        cfg.federation.num_clients,
-        cfg.federation.seed * TASK_SEED + task + 1,
-        alpha=d.alpha,
-        min_shard_size=d.min_shard_size,
-        shards_per_client=d.shards_per_client,
-        classes_per_client=d.classes_per_client,
-        quantity_sigma=d.quantity_sigma,
-    )
+    seed = cfg.federation.seed * TASK_SEED + task + 1
+    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed)
     return [idx[p] for p in parts]

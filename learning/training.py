@@ -347,12 +347,13 @@ class Trainer:
         self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch_size: int = 1000
     ) -> tuple[float, float]:
         """(loss, accuracy) of `weights` on (x, y)."""
-        self.set_weights(weights)
         if len(y) == 0:
+            self.set_weights(weights)
             return 0.0, 0.0
+        all_probs = self.predict(weights, x, batch_size)
         loss_sum, hits = 0.0, 0
-        for start in range(0, len(y), batch_size):
-            probs = np.asarray(self._predict(x[start : start + batch_size]))
+        for start in range(0, len(y), batch_size):  # per batch: the same float sums as ever
+            probs = all_probs[start : start + batch_size]
             yb = y[start : start + batch_size]
             p = np.clip(probs[np.arange(len(yb)), yb], 1e-7, 1.0)
             loss_sum += float(-np.log(p).sum())

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord
+from flwr.app import Array, ArrayRecord
 
 from learning.errors import ConfigError
+from server.run_dir import write_atomic
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -103,16 +102,7 @@ def save_checkpoint(
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / CHECKPOINT)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(run_dir) / CHECKPOINT, buf.getvalue())
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
@@ -134,7 +124,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                     state[name] = data[f"s/{name}"]
                 elif kind == "arrayrecord":
                     state[name] = ArrayRecord(
-                        {k: _array(data[f"s/{name}/{j}"]) for j, k in enumerate(spec["keys"])}
+                        {k: Array(data[f"s/{name}/{j}"]) for j, k in enumerate(spec["keys"])}
                     )
                 elif kind == "dict":
                     state[name] = {k: data[f"s/{name}/{j}"] for j, k in enumerate(spec["keys"])}
@@ -143,9 +133,3 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc}); start afresh") from None
     return Checkpoint(meta["round"], weights, state, meta["rows"])
-
-
-def _array(value: np.ndarray):
-    from flwr.app import Array
-
-    return Array(value)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Message
 from flwr.serverapp import Grid
 
 from learning.config import FederationConfig
 from learning.errors import ConfigError
+from server.messages import addressed_copy
 
 
 class NodeDealer:
@@ -49,18 +50,7 @@ class NodeDealer:
         if not messages:
             return []
         template = min(messages, key=lambda m: m.metadata.dst_node_id)
-        out = []
-        for k in clients:
-            content = RecordDict()
-            for key, record in template.content.items():
-                if isinstance(record, ConfigRecord):
-                    record = ConfigRecord({**record, "server-round": server_round})
-                content[key] = record
-            out.append(
-                Message(
-                    content=content,
-                    dst_node_id=self.node_ids[k],
-                    message_type=template.metadata.message_type,
-                )
-            )
-        return out
+        return [
+            addressed_copy(template, self.node_ids[k], **{"server-round": server_round})
+            for k in clients
+        ]

@@ -19,7 +19,7 @@ def flat(arrays: list[np.ndarray]) -> np.ndarray:
 
 def update_health(
     global_before: list[np.ndarray],
-    global_after: list[np.ndarray],
+    global_after: list[np.ndarray] | None,
     client_weights: Sequence[Callable[[], list[np.ndarray]]] | Sequence[list[np.ndarray]],
     in_memory_limit: int = 32,
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -31,7 +31,9 @@ def update_health(
     update in memory at a time.
     """
     x = flat(global_before)
-    out: dict[str, Any] = {"global_update_norm": float(np.linalg.norm(flat(global_after) - x))}
+    out: dict[str, Any] = {}
+    if global_after is not None:
+        out["global_update_norm"] = float(np.linalg.norm(flat(global_after) - x))
 
     def update(item) -> tuple[np.ndarray, int]:
         u = flat(item() if callable(item) else item) - x

@@ -25,6 +25,7 @@ from learning.training import initial_weights
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.deployment import NodeDealer
 from server.health import flat, update_health
+from server.messages import addressed_copy
 from server.privacy import privacy_row, wrap_private
 from server.sampling import poisson_clients, sample_clients, top_up_clients
 from server.secure_send import SecureSender
@@ -63,16 +64,11 @@ def _stamp(messages: list[Message], partition_ids: list[int], round_: int) -> li
     out = []
     for i, pid in enumerate(partition_ids):
         template = ordered[i % len(ordered)]
-        content = RecordDict()
-        for key, record in template.content.items():
-            if isinstance(record, ConfigRecord):
-                record = ConfigRecord({**record, "partition-id": pid, "server-round": round_})
-            content[key] = record
         out.append(
-            Message(
-                content=content,
-                dst_node_id=template.metadata.dst_node_id,
-                message_type=template.metadata.message_type,
+            addressed_copy(
+                template,
+                template.metadata.dst_node_id,
+                **{"partition-id": pid, "server-round": round_},
             )
         )
     return out
@@ -153,42 +149,44 @@ def run_rounds(
         else:
             pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
         secure_mean = None
-        while secure is not None:
-            tried.update(pids)
-            messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
-            outcome = secure.run(grid, address(messages, pids, rnd), rnd)
-            sent, received = outcome.bytes_sent, outcome.bytes_received
-            failures, good = outcome.dropped, list(outcome.replies)
-            valid, secure_mean = list(good), outcome.mean
-            enough = secure_mean is not None
-            break
-        while secure is None:
-            # First attempt: the round's sample. A retry tops up: it asks as many fresh
-            # clients (seeded by round and attempt, never one already tried) as are missing.
+        if secure is not None:
             tried.update(pids)
             messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid))
             messages = address(messages, pids, rnd)
-            sent += sum(_nbytes(m.content) for m in messages)
-            replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
-            answered = [m for m in replies if not m.has_error()]
-            failures += len(messages) - len(answered)
-            ok = [m for m in answered if _valid_update(m, shapes)]
-            rejected += len(answered) - len(ok)
-            good += answered
-            valid += ok
-            useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
-            enough = len(useful) >= fed.min_clients or poisson
-            if enough or fed.too_few == "skip" or attempts >= max_retries:
-                break
-            attempts += 1
-            pids = top_up_clients(
-                fed.seed, rnd, attempts, fed.num_clients, tried, fed.min_clients - len(useful)
-            )
-            if not pids:
-                break
+            sent = sum(_nbytes(m.content) for m in messages)
+            outcome = secure.run(grid, messages, rnd)
+            received, failures = outcome.bytes_received, outcome.dropped
+            good, valid, secure_mean = list(outcome.replies), list(outcome.replies), outcome.mean
+        else:
+            while True:
+                # First attempt: the round's sample. A retry tops up: it asks as many fresh
+                # clients (seeded by round and attempt, never one already tried) as are missing.
+                tried.update(pids)
+                messages = list(
+                    strategy.configure_train(rnd, arrays, ConfigRecord(dict(base)), grid)
+                )
+                messages = address(messages, pids, rnd)
+                sent += sum(_nbytes(m.content) for m in messages)
+                replies = list(grid.send_and_receive(messages, timeout=fed.timeout))
+                answered = [m for m in replies if not m.has_error()]
+                failures += len(messages) - len(answered)
+                ok = [m for m in answered if _valid_update(m, shapes)]
+                rejected += len(answered) - len(ok)
+                good += answered
+                valid += ok
+                useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
+                enough = len(useful) >= fed.min_clients or poisson
+                if enough or fed.too_few == "skip" or attempts >= max_retries:
+                    break
+                attempts += 1
+                pids = top_up_clients(
+                    fed.seed, rnd, attempts, fed.num_clients, tried, fed.min_clients - len(useful)
+                )
+                if not pids:
+                    break
         good.sort(key=_reply_pid)
         valid.sort(key=_reply_pid)
-        valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays(), rnd)
+        valid = apply_collusion(cfg, valid)
         useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
         pids = sorted(tried)
         t1 = time.perf_counter()
@@ -199,21 +197,18 @@ def run_rounds(
         # arrays out of the replies they aggregate. Under SecAgg+ there is nothing to see.
         health, norms = update_health(
             before,
-            before,
+            None,  # the new global model is not known yet; its norm is added below
             [m.content["arrays"].to_numpy_ndarrays for m in valid if "arrays" in m.content],
         )
         t_health = time.perf_counter()
         new_arrays = None
         if secure_mean is not None:
             new_arrays = secure.aggregate(strategy, rnd, secure_mean, before, len(valid))
-        elif secure is not None and isinstance(strategy, CentralDP):
-            # SecAgg+ halted (too many dropouts, or a draw too small for the plan): the
-            # round still releases, noise only, so every round is one accounted release.
-            zeros = [np.zeros(b.shape, dtype=np.float64) for b in before]
-            new_arrays, _ = strategy.aggregate_sum(rnd, zeros)
-        elif secure is None and isinstance(strategy, CentralDP):
-            new_arrays, _ = strategy.aggregate_train(rnd, useful)  # released even if empty
-        elif useful and enough:
+        elif isinstance(strategy, CentralDP):
+            # Released even with no update to add (nobody answered, or SecAgg+ halted):
+            # noise only, so every round is one accounted release.
+            new_arrays, _ = strategy.aggregate_train(rnd, [] if secure else useful)
+        elif secure is None and useful and enough:
             new_arrays, _ = strategy.aggregate_train(rnd, useful)
         if new_arrays is not None:
             arrays = _cast_like(new_arrays, dtypes)

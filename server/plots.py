@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +19,7 @@ def _pyplot():
 
 def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """Test accuracy and loss of the global model per round."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in rows if r.get("accuracy") is not None]
     rounds = [r["round"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -41,7 +41,7 @@ def plot_partition(
     histograms: np.ndarray, class_names: tuple[str, ...], path: Path, max_clients: int = 100
 ) -> None:
     """Heatmap of examples per (client, label); large federations show the first clients."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = histograms[:max_clients]
     fig, ax = plt.subplots(figsize=(10, 4.2))
     im = ax.imshow(shown.T, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -61,7 +61,7 @@ def plot_task_accuracy(
     rows: list[dict[str, Any]], end_rounds: list[int], path: Path, title: str = ""
 ) -> None:
     """Test accuracy on each task per round, dashed lines at the task boundaries."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in rows if r.get("task_accuracy")]
     tasks = sorted({int(j) for r in rows for j in r["task_accuracy"]})
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -86,7 +86,7 @@ def plot_task_accuracy(
 
 def plot_accuracy_matrix(matrix: list[list[float | None]], path: Path, title: str = "") -> None:
     """Heatmap of a[i][j] (after task i, on task j); unseen cells left blank."""
-    plt = _pyplot()
+    plt = pyplot()
     m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig, ax = plt.subplots(figsize=(5, 4.4))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)

@@ -48,7 +48,6 @@ class SecAggOutcome:
     dropped: int = 0
     failures: int = 0
     reason: str = ""
-    bytes_sent: int = 0
     bytes_received: int = 0
 
 
@@ -208,7 +207,6 @@ def run_secagg_round(
 
 
 def _halt(out: SecAggOutcome, sampled: list[int], alive: set[int], reason: str) -> SecAggOutcome:
-    out.mean = None
     out.dropped = len(set(sampled) - alive)
     out.reason = reason
     return out

@@ -61,12 +61,6 @@ class SecureSender:
             rnd,
             fed.timeout,
         )
-        outcome.bytes_sent = sum(
-            a.numpy().nbytes
-            for m in messages
-            for rec in m.content.array_records.values()
-            for a in rec.values()
-        )
         outcome.bytes_received = sum(
             len(b)
             for r in outcome.replies

@@ -295,11 +295,11 @@ def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_grid(grid: Grid, out: Path) -> None:
     """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from server.plots import pyplot
+
+    plt = pyplot()
 
     groups = list(dict.fromkeys(c.group for c in grid.cells))
     variants = list(dict.fromkeys(c.variant for c in grid.cells))

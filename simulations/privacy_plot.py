@@ -9,10 +9,9 @@ from typing import Any
 
 def plot_privacy(table: list[dict[str, Any]], path: Path) -> None:
     """One point per variant; runs without noise (infinite epsilon) as a dashed line."""
-    import matplotlib
+    from server.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in table if r.get("epsilon") is not None and r["final_mean"] is not None]
     finite = sorted((r for r in rows if math.isfinite(r["epsilon"])), key=lambda r: r["epsilon"])

@@ -83,3 +83,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def context(node_id: int = 3):
+    """A ClientApp Context for calling handlers and mods directly."""
+    from flwr.app import Context, RecordDict
+
+    return Context(run_id=1, node_id=node_id, node_config={}, state=RecordDict(), run_config={})

@@ -7,12 +7,12 @@ import pytest
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
-    Context,
     Message,
     MessageType,
     MetricRecord,
     RecordDict,
 )
+from helpers import context
 
 from clients.app import train
 from clients.state_store import ClientStore
@@ -42,13 +42,9 @@ def _message(cfg, pid: int, rnd: int, extra: dict | None = None) -> Message:
     return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
 
 
-def _context() -> Context:
-    return Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
-
-
 def test_reply_holds_only_weights_and_scalar_metrics():
     cfg = build_config(None, SMALL)
-    reply = train(_message(cfg, pid=2, rnd=1), _context())
+    reply = train(_message(cfg, pid=2, rnd=1), context(7))
     assert set(reply.content.keys()) == {"arrays", "metrics"}
     arrays = reply.content["arrays"]
     assert isinstance(arrays, ArrayRecord)
@@ -65,7 +61,7 @@ def test_reply_holds_only_weights_and_scalar_metrics():
 def test_scaffold_client_keeps_control_variate_in_its_store(tmp_path):
     cfg = build_config(None, [*SMALL, 'strategy="scaffold"', f'out-dir="{tmp_path}"'])
     zeros = [np.zeros_like(w) for w in initial_weights("mlp", (28, 28, 1), 10, seed=0)]
-    reply = train(_message(cfg, pid=1, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), _context())
+    reply = train(_message(cfg, pid=1, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), context(7))
     assert set(reply.content.keys()) == {"arrays", "metrics", SCAFFOLD_DC_KEY}
     store = ClientStore(tmp_path / "client-state")
     assert store.clients() == [1]
@@ -80,6 +76,6 @@ def test_whole_client_app_with_its_mods_passes_an_honest_scaffold_reply(tmp_path
 
     cfg = build_config(None, [*SMALL, 'strategy="scaffold"', f'out-dir="{tmp_path}"'])
     zeros = [np.zeros_like(w) for w in initial_weights("mlp", (28, 28, 1), 10, seed=0)]
-    reply = app(_message(cfg, pid=0, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), _context())
+    reply = app(_message(cfg, pid=0, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), context(7))
     assert not reply.has_error()
     assert set(reply.content.keys()) == {"arrays", "metrics", SCAFFOLD_DC_KEY}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from helpers import context
 
 from clients.app import app, train
 from clients.continual import STATE_DIR
@@ -34,20 +35,16 @@ def _message(cfg, pid: int, rnd: int, seed: int = 0) -> Message:
     return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
 
 
-def _context() -> Context:
-    return Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
-
-
 def _store(tmp_path) -> ClientStore:
     return ClientStore(tmp_path / STATE_DIR)
 
 
 def test_replay_buffer_stays_on_the_client_and_holds_past_tasks(tmp_path):
     cfg = build_config(None, [*CL, 'cl-method="replay"', "buffer-size=30", f'out-dir="{tmp_path}"'])
-    r1 = app(_message(cfg, pid=1, rnd=1), _context())  # task 0, with the weights-only mod
+    r1 = app(_message(cfg, pid=1, rnd=1), context(7))  # task 0, with the weights-only mod
     assert not r1.has_error() and r1.content["metrics"]["task"] == 0
     assert "buf_y" not in _store(tmp_path).load(1)  # nothing past yet
-    r3 = app(_message(cfg, pid=1, rnd=3), _context())  # task 1: task 0 enters the reservoir
+    r3 = app(_message(cfg, pid=1, rnd=3), context(7))  # task 1: task 0 enters the reservoir
     assert not r3.has_error()
     assert set(r3.content.keys()) == {"arrays", "metrics"}
     assert r3.content["metrics"]["task"] == 1
@@ -59,15 +56,15 @@ def test_replay_buffer_stays_on_the_client_and_holds_past_tasks(tmp_path):
 
 def test_a_client_first_sampled_late_still_streams_the_tasks_it_held(tmp_path):
     cfg = build_config(None, [*CL, 'cl-method="replay"', "buffer-size=20", f'out-dir="{tmp_path}"'])
-    train(_message(cfg, pid=2, rnd=4), _context())
+    train(_message(cfg, pid=2, rnd=4), context(7))
     assert set(np.unique(_store(tmp_path).load(2)["buf_y"])) <= {0, 1, 2, 3, 4}
 
 
 def test_ewc_computes_fisher_at_the_previous_global_model_when_the_task_changes(tmp_path):
     cfg = build_config(None, [*CL, 'cl-method="ewc"', f'out-dir="{tmp_path}"'])
-    train(_message(cfg, pid=0, rnd=2, seed=5), _context())
+    train(_message(cfg, pid=0, rnd=2, seed=5), context(7))
     assert "fisher0" not in _store(tmp_path).load(0)
-    reply = train(_message(cfg, pid=0, rnd=3, seed=6), _context())
+    reply = train(_message(cfg, pid=0, rnd=3, seed=6), context(7))
     assert set(reply.content.keys()) == {"arrays", "metrics"}
     state = _store(tmp_path).load(0)
     # The anchor is the global model received when the client moves on (it carries every
@@ -81,8 +78,8 @@ def test_ewc_computes_fisher_at_the_previous_global_model_when_the_task_changes(
 
 def test_lwf_keeps_the_previous_global_model_as_teacher(tmp_path):
     cfg = build_config(None, [*CL, 'cl-method="lwf"', f'out-dir="{tmp_path}"'])
-    train(_message(cfg, pid=3, rnd=1, seed=8), _context())
-    train(_message(cfg, pid=3, rnd=3, seed=9), _context())
+    train(_message(cfg, pid=3, rnd=1, seed=8), context(7))
+    train(_message(cfg, pid=3, rnd=3, seed=9), context(7))
     state = _store(tmp_path).load(3)
     np.testing.assert_array_equal(state["prev0"], initial_weights("mlp", (28, 28, 1), 10, 9)[0])
     assert "held0" not in state  # nothing model-sized is kept beyond the teacher
@@ -94,7 +91,7 @@ def test_client_evaluate_uses_the_current_task_data():
     cfg = build_config(None, CL)
     msg = _message(cfg, pid=1, rnd=3)
     msg = Message(content=msg.content, dst_node_id=7, message_type=MessageType.EVALUATE)
-    reply = evaluate(msg, _context())
+    reply = evaluate(msg, context(7))
     from learning.federated_data import task_shard
 
     assert reply.content["metrics"]["num-examples"] == len(task_shard(cfg, 1, 1)[1])

@@ -13,6 +13,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from helpers import context
 
 from clients.privacy import local_noise_std, privacy_mod
 
@@ -25,10 +26,6 @@ def _message(**config) -> Message:
     return Message(content=content, dst_node_id=3, message_type=MessageType.TRAIN)
 
 
-def _context() -> Context:
-    return Context(run_id=1, node_id=3, node_config={}, state=RecordDict(), run_config={})
-
-
 def _train(msg: Message, ctx: Context) -> Message:
     update = [g + 0.05 for g in G]  # norm ~10
     content = RecordDict(
@@ -38,7 +35,7 @@ def _train(msg: Message, ctx: Context) -> Message:
 
 
 def _sent(msg: Message) -> list[np.ndarray]:
-    return privacy_mod(msg, _context(), _train).content["arrays"].to_numpy_ndarrays()
+    return privacy_mod(msg, context(3), _train).content["arrays"].to_numpy_ndarrays()
 
 
 def _norm(arrays: list[np.ndarray]) -> float:
@@ -53,10 +50,10 @@ def test_central_dp_clips_the_update_to_the_servers_norm():
 
 def test_adaptive_clipping_reports_whether_it_clipped():
     msg = _message(**{"dp": "central", "dp-clipping": "adaptive", "clipping_norm": 100.0})
-    out = privacy_mod(msg, _context(), _train)
+    out = privacy_mod(msg, context(3), _train)
     assert out.content["metrics"]["norm_bit"] == 0
     msg = _message(**{"dp": "central", "dp-clipping": "adaptive", "clipping_norm": 1.0})
-    assert privacy_mod(msg, _context(), _train).content["metrics"]["norm_bit"] == 1
+    assert privacy_mod(msg, context(3), _train).content["metrics"]["norm_bit"] == 1
 
 
 def test_local_dp_adds_the_gaussian_mechanisms_noise_and_is_seeded():

@@ -14,6 +14,7 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
+from helpers import context
 
 from clients.weights_only import ReplyRefused, weights_only_mod
 
@@ -24,10 +25,6 @@ def _instruction(strategy: str = "fedavg", weights_only: bool = True) -> Message
     config = ConfigRecord({"strategy": strategy, "weights-only": weights_only})
     content = RecordDict({"arrays": ArrayRecord(W), "config": config})
     return Message(content=content, dst_node_id=3, message_type=MessageType.TRAIN)
-
-
-def _context() -> Context:
-    return Context(run_id=1, node_id=3, node_config={}, state=RecordDict(), run_config={})
 
 
 def _handler(**records):
@@ -46,7 +43,7 @@ def _handler(**records):
 
 
 def test_honest_reply_passes():
-    reply = weights_only_mod(_instruction(), _context(), _handler())
+    reply = weights_only_mod(_instruction(), context(3), _handler())
     assert set(reply.content.keys()) == {"arrays", "metrics"}
 
 
@@ -63,12 +60,12 @@ def test_honest_reply_passes():
 )
 def test_anything_else_is_stopped(records, fragment):
     with pytest.raises(ReplyRefused, match=fragment):
-        weights_only_mod(_instruction(), _context(), _handler(**records))
+        weights_only_mod(_instruction(), context(3), _handler(**records))
 
 
 def test_declared_extras_pass_for_their_strategy_only():
     handler = _handler(**{"scaffold-dc": ArrayRecord(W)})
-    reply = weights_only_mod(_instruction("scaffold"), _context(), handler)
+    reply = weights_only_mod(_instruction("scaffold"), context(3), handler)
     assert "scaffold-dc" in reply.content
 
 
@@ -80,7 +77,7 @@ def test_a_client_app_with_the_mod_refuses_extra_arrays():
         return _handler(leak=ArrayRecord([np.ones(3, np.float32)]))(msg, ctx)
 
     with pytest.raises(ReplyRefused):
-        app(_instruction(), _context())
+        app(_instruction(), context(3))
 
 
 def test_perennial_client_app_runs_the_mod():

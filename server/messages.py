@@ -1,0 +1,20 @@
+"""Per-client copies of a strategy's train message (simulation slots and deployment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.app import ConfigRecord, Message, RecordDict
+
+
+def addressed_copy(template: Message, dst_node_id: int, **config: Any) -> Message:
+    """`template` for `dst_node_id` with `config` added to its ConfigRecords. The
+    strategy's records are reused, never mutated: only the config is copied."""
+    content = RecordDict()
+    for key, record in template.content.items():
+        if isinstance(record, ConfigRecord):
+            record = ConfigRecord({**record, **config})
+        content[key] = record
+    return Message(
+        content=content, dst_node_id=dst_node_id, message_type=template.metadata.message_type
+    )
