@@ -449,13 +449,20 @@ def build_config(
     toml_path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
     """Defaults <- TOML file <- `--set` overrides, validated once."""
+    return ExperimentConfig.from_flat(config_values(toml_path, overrides))
+
+
+def config_values(
+    toml_path: str | Path | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """The user's own keys: the TOML file's, then the `--set` overrides (not validated)."""
     values: dict[str, Any] = {}
     if toml_path:
         values.update(load_toml(toml_path))
     for text in overrides or []:
         key, value = parse_override(text)
         values[key] = value
-    return ExperimentConfig.from_flat(values)
+    return values
 
 
 def to_toml(flat: dict[str, Any]) -> str:

@@ -42,6 +42,8 @@ def _is_arrays(value: Any) -> bool:
 def strategy_state(strategy: object) -> dict[str, Any]:
     """The strategy's array-valued attributes (its learned state), by name."""
     state = {}
+    declared = getattr(strategy, "STATE", None)  # ours name their state (strategies/base.py)
+    none_ok = _FLOWER_STATE | {"_x"} | ({f"_{declared}"} if declared else set())
     for name, value in vars(strategy).items():
         if isinstance(value, (np.ndarray, ArrayRecord)) or _is_arrays(value):
             state[name] = value
@@ -51,7 +53,7 @@ def strategy_state(strategy: object) -> dict[str, Any]:
             and all(isinstance(v, np.ndarray) for v in value.values())
         ):
             state[name] = value
-        elif value is None and name in _STATE_NAMES:
+        elif value is None and name in none_ok:
             state[name] = None
     inner = getattr(strategy, "inner", None)  # a wrapper (central DP) keeps its strategy here
     if inner is not None:
@@ -59,8 +61,8 @@ def strategy_state(strategy: object) -> dict[str, Any]:
     return state
 
 
-# Attributes that start as None and become arrays after the first round.
-_STATE_NAMES = {"m_t", "v_t", "momentum_vector", "current_arrays", "_x", "_c", "_h", "_v"}
+# Flower strategies' attributes that start as None and become arrays after round 1.
+_FLOWER_STATE = {"m_t", "v_t", "momentum_vector", "current_arrays"}
 
 
 def restore_strategy(strategy: object, state: dict[str, Any]) -> None:

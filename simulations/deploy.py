@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from learning.config import ExperimentConfig, load_toml, parse_override, to_toml
+from learning.config import ExperimentConfig, config_values, to_toml
 from learning.errors import ConfigError, PerennialError
 from simulations.certs import DeployFiles, make_all
 
@@ -435,10 +435,7 @@ def deployment_config(
     federation-mode = deployment, num-clients / clients-per-round defaulting to the
     number of SuperNodes, and the run directory as an absolute out-dir (the ServerApp
     runs in another process and directory)."""
-    values: dict[str, Any] = dict(load_toml(config)) if config else {}
-    for text in overrides:
-        key, value = parse_override(text)
-        values[key] = value
+    values = config_values(config, overrides)
     values.setdefault("num-clients", nodes)
     values.setdefault("clients-per-round", min(nodes, int(values["num-clients"])))
     values["federation-mode"] = "deployment"
@@ -520,18 +517,11 @@ def down(root: Path) -> list[int]:
     return stopped
 
 
-def local(
-    root: Path,
-    nodes: int,
-    config: str | None,
-    overrides: list[str],
-    out: Path,
-    timeout: float = 3600,
-) -> dict[str, Any]:
-    """certs -> superlink -> supernodes -> run -> down, all on this machine."""
+def local(root: Path, nodes: int, cfg: ExperimentConfig, timeout: float = 3600) -> dict[str, Any]:
+    """certs -> superlink -> supernodes -> run -> down, all on this machine, for `cfg`
+    (from `deployment_config`)."""
     files = certs(root, nodes, [])
     try:
-        cfg = deployment_config(config, overrides, nodes, out)
         entry = superlink(files.root)
         print(f"perennial: SuperLink {entry['address']} (pid {entry['pid']})", flush=True)
         started = supernodes(files.root)

@@ -89,10 +89,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     out = _out(args)
     if args.nodes < 1:
         raise ConfigError(f"--nodes must be >= 1, got {args.nodes}")
-    preflight(deployment_config(args.config, args.set, args.nodes, out))
+    cfg = deployment_config(args.config, args.set, args.nodes, out)
+    preflight(cfg)
     root = Path(args.dir or Path("deploy") / time.strftime("%Y%m%d-%H%M%S"))
     print(f"perennial: deployment directory {root}, run directory {out}", flush=True)
-    summary = local(root, args.nodes, args.config, args.set, out, timeout=args.timeout)
+    summary = local(root, args.nodes, cfg, timeout=args.timeout)
     _report(summary, out)
     return 0
 
