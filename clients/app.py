@@ -17,10 +17,7 @@ from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
 from clients.continual import continual_step
-from clients.privacy import privacy_mod
-from clients.secure_aggregation import secure_aggregation_mod
 from clients.stateful import STATEFUL
-from clients.weights_only import weights_only_mod
 from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
 from learning.federated_data import client_shard, dataset_for, task_shard
@@ -31,6 +28,9 @@ from learning.training import (
     get_trainer,
     to_float_images,
 )
+from privacy.client_mods import privacy_mod
+from privacy.reply_check import weights_only_mod
+from privacy.secagg.client_mod import secure_aggregation_mod
 
 # Outermost first: SecAgg+ masks what leaves the client, the weights-only check sees
 # the clipped (and, for local DP, noised) reply, privacy_mod clips the app's update.

@@ -60,7 +60,7 @@ def _privacy_summary(rows: list[dict[str, Any]], cfg: ExperimentConfig) -> dict[
             clipping_norm=last.get("clipping_norm"),
         )
     if p.dp == "local":
-        from clients.privacy import local_noise_std
+        from privacy.client_mods import local_noise_std
 
         out.update(
             local_epsilon_per_round=p.local_epsilon,

@@ -22,14 +22,14 @@ from flwr.serverapp import Grid
 from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
+from privacy.accounting import privacy_row, wrap_private
+from privacy.central_dp import CentralDP
+from privacy.secagg.round import SecureSender
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.deployment import NodeDealer
 from server.health import flat, update_health
 from server.messages import addressed_copy
-from server.privacy import privacy_row, wrap_private
 from server.sampling import poisson_clients, sample_clients, top_up_clients
-from server.secure_send import SecureSender
-from strategies.central_dp import CentralDP
 from strategies.registry import build_strategy
 
 # Called after every round with the metrics row and histogram data (name -> values).

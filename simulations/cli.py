@@ -42,7 +42,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     dataset_for(cfg)
     partitions_for(cfg)
     if cfg.privacy.dp == "central":
-        from server.privacy import check_central_dp
+        from privacy.accounting import check_central_dp
 
         check_central_dp(cfg)
 

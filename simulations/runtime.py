@@ -115,7 +115,7 @@ def run_apps(
     config = backend_config(cfg, ray_address)
     workers = start_ray(cfg, config["init_args"], size_threads=size_threads)
     if cfg.privacy.secure_aggregation and not num_supernodes:
-        from server.secure_send import secagg_nodes
+        from privacy.secagg.round import secagg_nodes
 
         num_supernodes = secagg_nodes(cfg)  # SecAgg+ keeps protocol state per node
     num_slots = num_supernodes or min(cfg.federation.clients_per_round, workers)

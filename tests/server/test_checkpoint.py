@@ -49,7 +49,7 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
 def test_a_dp_wrapper_checkpoints_its_own_and_its_strategys_state(tmp_path):
     from flwr.serverapp.strategy import FedAvgM
 
-    from strategies.central_dp import CentralDP
+    from privacy.central_dp import CentralDP
 
     def make() -> CentralDP:
         return CentralDP(FedAvgM(), noise_multiplier=1.0, clipping_norm=0.7, expected_clients=5.0)

@@ -9,8 +9,8 @@ import pytest
 from helpers import run_cli
 
 from clients.attacks import fault_draw
+from privacy.accounting import epsilon_spent
 from server.checkpoint import load_checkpoint
-from server.privacy import epsilon_spent
 from server.sampling import sample_clients
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]

@@ -17,7 +17,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from clients.privacy import seed_global_numpy
+from privacy.client_mods import seed_global_numpy
 
 WEIGHT_KEY = "secagg-weight"  # the weight this client's update carries in the sum
 

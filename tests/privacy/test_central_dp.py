@@ -9,7 +9,7 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from strategies.central_dp import (
+from privacy.central_dp import (
     CentralDP,
     clip_update,
     next_clipping_norm,
@@ -114,7 +114,7 @@ def test_adaptive_clipping_reads_flowers_clipped_bit_as_clipped():
 
 
 def test_the_unclipped_count_is_released_centred_around_the_expected_clients():
-    from strategies.central_dp import noisy_unclipped
+    from privacy.central_dp import noisy_unclipped
 
     rng = np.random.default_rng(0)
     # 3 of 4 replies unclipped, 10 expected: sum(b - 1/2) = 1, plus 1/2 x 10 = 6.

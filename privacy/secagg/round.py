@@ -14,12 +14,12 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from clients.secure_aggregation import WEIGHT_KEY
 from learning.config import ExperimentConfig
 from learning.errors import AggregationError, ConfigError
 from learning.secagg_plan import max_round_size, secagg_plan
-from server.secure_aggregation import SecAggOutcome, run_secagg_round
-from strategies.central_dp import CentralDP, single_reply
+from privacy.central_dp import CentralDP, single_reply
+from privacy.secagg.client_mod import WEIGHT_KEY
+from privacy.secagg.server_stages import SecAggOutcome, run_secagg_round
 
 
 class SecureSender:

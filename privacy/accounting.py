@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import Strategy
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
-from strategies.central_dp import CentralDP, update_noise_multiplier
+from privacy.central_dp import CentralDP, update_noise_multiplier
 
 # dp-accounting warns for every low RDP order it cannot evaluate; those orders are
 # simply left out of the minimum, so the warnings say nothing a user can act on.

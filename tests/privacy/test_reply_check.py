@@ -16,7 +16,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from helpers import context
 
-from clients.weights_only import ReplyRefused, weights_only_mod
+from privacy.reply_check import ReplyRefused, weights_only_mod
 
 W = [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)]
 

@@ -8,7 +8,7 @@ import pytest
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
-from server.privacy import epsilon_spent, noise_for_epsilon
+from privacy.accounting import epsilon_spent, noise_for_epsilon
 
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
@@ -23,8 +23,8 @@ def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
 def test_a_run_without_noise_reports_no_finite_epsilon():
     from flwr.serverapp.strategy import FedAvg
 
-    from server.privacy import privacy_row
-    from strategies.central_dp import CentralDP
+    from privacy.accounting import privacy_row
+    from privacy.central_dp import CentralDP
 
     cfg = ExperimentConfig.from_flat({"dp": "central", "noise-multiplier": 0.0})
     dp = CentralDP(FedAvg(), noise_multiplier=0.0, clipping_norm=1.0, expected_clients=10.0)

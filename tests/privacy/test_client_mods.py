@@ -15,7 +15,7 @@ from flwr.app import (
 )
 from helpers import context
 
-from clients.privacy import local_noise_std, privacy_mod
+from privacy.client_mods import local_noise_std, privacy_mod
 
 G = [np.zeros(40_000, np.float32), np.zeros(3, np.float32)]
 
@@ -74,7 +74,7 @@ def test_no_privacy_leaves_the_reply_alone():
 
 
 def test_local_noise_is_calibrated_by_the_exact_gaussian_delta():
-    from clients.privacy import gaussian_delta
+    from privacy.client_mods import gaussian_delta
 
     sigma = local_noise_std(1.0, 10.0, 1e-5)
     assert gaussian_delta(10.0, sigma, 2.0) <= 1e-5

@@ -1,7 +1,7 @@
 """DP-FedAvg at user level (McMahan et al. 2018), adaptive clipping (Andrew et al. 2021).
 
 Clients clip their update to L2 norm C (Flower's `fixedclipping_mod` or
-`adaptiveclipping_mod`, added by `clients.privacy`). The server clips again (a client
+`adaptiveclipping_mod`, added by `privacy.client_mods`). The server clips again (a client
 that skipped it gains nothing), sums, adds Gaussian noise of std z*C to the sum and
 divides by the *expected* number of clients q*N. With Poisson sampling that fixed
 denominator keeps the mean's sensitivity at C/(qN) whatever the round's draw, which
