@@ -29,12 +29,13 @@ from learning.training import (
     to_float_images,
 )
 from privacy.client_mods import privacy_mod
-from privacy.reply_check import weights_only_mod
+from privacy.reply_check import fixed_errors_mod, weights_only_mod
 from privacy.secagg.client_mod import secure_aggregation_mod
 
-# Outermost first: SecAgg+ masks what leaves the client, the weights-only check sees
-# the clipped (and, for local DP, noised) reply, privacy_mod clips the app's update.
-app = ClientApp(mods=[secure_aggregation_mod, weights_only_mod, privacy_mod])
+# Outermost first: no exception text leaves the client, SecAgg+ masks what leaves it,
+# the weights-only check sees the clipped (and, for local DP, noised) reply,
+# privacy_mod clips the app's update.
+app = ClientApp(mods=[fixed_errors_mod, secure_aggregation_mod, weights_only_mod, privacy_mod])
 
 
 def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:

@@ -152,6 +152,15 @@ class PrivacyConfig:
     secure_noise: bool = _k(
         False, "draw DP noise from OS entropy (not reproducible; for deployments)"
     )
+    privacy_seed: int = _k(
+        -1,
+        "central DP: pin the server's secret key (never sent to clients; -1 = fresh OS "
+        "entropy per run, kept in RUN_DIR/server-key)",
+        min=-1,
+    )
+    operator_diagnostics: bool = _k(
+        False, "central DP: also record per-client fields epsilon does not cover (marked)"
+    )
     secure_aggregation: bool = _k(False, "SecAgg+: the server sees only the sum")
     num_shares: int = _k(0, "SecAgg+: key shares per client (0 = all sampled clients)", min=0)
     reconstruction_threshold: int = _k(
@@ -360,6 +369,12 @@ def _check_privacy(cfg: ExperimentConfig) -> None:
             )
         if p.noise_multiplier == 0 and p.target_epsilon == 0 and p.dp_clipping == "adaptive":
             raise ConfigError("adaptive clipping needs noise-multiplier > 0 or target-epsilon")
+        if fed.federation_mode == "deployment" and p.privacy_seed >= 0:
+            raise ConfigError(
+                "privacy-seed cannot be pinned in a deployment: Flower hands the run config "
+                "to every SuperNode, so the clients would hold the server's key; leave it "
+                "unset (a fresh key is kept in RUN_DIR/server-key)"
+            )
     if p.dp != "none" and name not in SUM_ONLY_STRATEGIES:
         raise ConfigError(
             f"dp={p.dp!r} cannot be combined with strategy {name!r}: its privacy bound holds "

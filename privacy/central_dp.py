@@ -27,6 +27,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
+from learning.streams import Tag, fresh_generator, generator
+
 Arrays = list[np.ndarray]
 
 
@@ -116,8 +118,9 @@ class CentralDP(Strategy):
         target_quantile: float = 0.5,
         clip_learning_rate: float = 0.2,
         count_std: float = 0.0,
-        seed: int = 0,
+        key: int = 0,
         secure_noise: bool = False,
+        quantisation_step: float = 0.0,
     ) -> None:
         super().__init__()
         self.inner = inner
@@ -132,8 +135,11 @@ class CentralDP(Strategy):
             if adaptive
             else noise_multiplier
         )
-        self.seed = seed
+        self.key = key  # the server's secret run key (privacy/server_key.py)
         self.secure_noise = secure_noise
+        # SecAgg+ rounds each coordinate stochastically to a grid of this step, which can
+        # move a clipped update by up to sqrt(d) steps: clients clip that much tighter.
+        self.quantisation_step = quantisation_step
         # Arrays, so that checkpoints carry them (see server.checkpoint).
         self._clip = np.array([clipping_norm], dtype=np.float64)
         self._releases = np.array([0], dtype=np.int64)
@@ -150,14 +156,18 @@ class CentralDP(Strategy):
 
     def _rng(self, server_round: int, stream: int) -> np.random.Generator:
         if self.secure_noise:
-            return np.random.default_rng()
-        return np.random.default_rng([self.seed, server_round, 0xD9, stream])
+            return fresh_generator()
+        return generator(self.key, Tag.CENTRAL_NOISE, server_round, stream)
+
+    def client_clipping_norm(self, num_params: int) -> float:
+        """The norm clients clip to: C, less SecAgg+'s worst quantisation error."""
+        return self.clipping_norm - math.sqrt(num_params) * self.quantisation_step
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._global = arrays.to_numpy_ndarrays()
-        config[KEY_CLIPPING_NORM] = self.clipping_norm
+        config[KEY_CLIPPING_NORM] = self.client_clipping_norm(sum(g.size for g in self._global))
         return self.inner.configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(

@@ -25,21 +25,21 @@ from flwr.app.message_type import MessageType
 from flwr.clientapp.mod import LocalDpMod, adaptiveclipping_mod, fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 
+from learning.streams import Tag, seed_sequence
 
-def seed_global_numpy(config, tag: int) -> None:
-    """Seed NumPy's global generator (what Flower's mods draw from) from (seed, round,
-    client, tag). Only where the server names the client (simulation): a deployment's
-    nodes carry no partition id and keep OS entropy, never a seed shared across nodes;
-    `secure-noise = true` keeps it everywhere."""
+
+def seed_global_numpy(config, tag: Tag) -> None:
+    """Seed NumPy's global generator (what Flower's mods draw from) from the (seed,
+    round, client) stream of `tag`. Only where the server names the client
+    (simulation): a deployment's nodes carry no partition id and keep OS entropy, never
+    a seed shared across nodes; `secure-noise = true` keeps it everywhere."""
     if config.get("secure-noise", False) or "partition-id" not in config:
         return
-    seq = np.random.SeedSequence(
-        [
-            int(config.get("seed", 0)),
-            int(config.get("server-round", 0)),
-            int(config["partition-id"]),
-            tag,
-        ]
+    seq = seed_sequence(
+        int(config.get("seed", 0)),
+        tag,
+        int(config.get("server-round", 0)),
+        int(config["partition-id"]),
     )
     np.random.seed(seq.generate_state(1)[0])
 
@@ -52,7 +52,7 @@ def privacy_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Me
     dp = cfg.get("dp", "none")
     if dp == "none":
         return call_next(msg, ctxt)
-    seed_global_numpy(cfg, 0x1D9)
+    seed_global_numpy(cfg, Tag.LOCAL_DP)
     if dp == "central":
         mod = adaptiveclipping_mod if cfg.get("dp-clipping") == "adaptive" else fixedclipping_mod
         return mod(msg, ctxt, call_next)

@@ -1,58 +1,160 @@
-"""A client-side Flower mod that refuses to send anything but the model's weights.
+"""What may leave a client: a Flower mod that checks the bytes really sent.
 
-What may leave a client: the ArrayRecord `arrays` with exactly the array names, shapes
-and dtypes of the global model it received, the extra ArrayRecords its strategy's
-protocol declares (SCAFFOLD's control-variate delta), and a MetricRecord of scalars.
-Anything else (extra arrays, raw examples, per-example lists in metrics) stops the
-reply: the mod raises, Flower turns that into an error reply, and the server counts a
-failure. On by default (`weights-only = true`).
+A reply may hold the ArrayRecord `arrays` with exactly the array names, shapes and
+dtypes of the global model it received, the extra ArrayRecords its strategy's protocol
+declares (SCAFFOLD's control-variate delta), and one MetricRecord of at most
+`MAX_METRICS` known scalar metrics. Checking an Array's `shape`/`dtype` fields is not
+enough: they are metadata next to the payload, so an Array can claim (10,) float32 and
+carry 25 kB of anything. Each array is therefore deserialised (`allow_pickle=False`),
+checked as a `numpy.ndarray` of the model's shape, dtype and byte length, and the reply
+is rebuilt from the checked values, so what leaves is exactly their canonical bytes.
+
+Error texts are a channel too: a refusal names a fixed category, never the client's
+keys or values, and `fixed_errors_mod` (outermost) replaces the text of any exception
+the ClientApp raises, config errors on a SuperNode included, with a fixed message. The
+full text is logged on the client, where it stays.
+
+On by default (`weights-only = true`).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import numbers
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
+from flwr.supercore.differential_privacy import KEY_NORM_BIT
 
 from strategies.scaffold import SCAFFOLD_DC_KEY
 
 # Extra ArrayRecords a strategy's protocol lets a client send (same shapes as weights).
 DECLARED_EXTRAS = {"scaffold": (SCAFFOLD_DC_KEY,)}
+# Every scalar a perennial client reports (clients/app.py), plus Flower's clipping bit.
+ALLOWED_METRICS = frozenset(
+    {
+        "num-examples",
+        "num-steps",
+        "train-loss",
+        "train-accuracy",
+        "received-loss",
+        "partition-id",
+        "train-seconds",
+        "worker-rss-mb",
+        "worker-node",
+        "task",
+        "eval-loss",
+        "eval-accuracy",
+        KEY_NORM_BIT,
+    }
+)
+MAX_METRICS = 16
+FAILED = "client update failed (details are logged on the client)"
+CLIENT_APP_RAISED_EXCEPTION = 2  # Flower's ErrorCode for an exception in a ClientApp
+
+log = logging.getLogger("perennial.client")
 
 
 class ReplyRefused(RuntimeError):
-    """The reply held something other than weights and scalar metrics."""
+    """The reply held something other than weights and known scalar metrics.
+
+    The message is one of a few fixed texts: it reaches the server."""
+
+
+def _checked_arrays(record: ArrayRecord, want: dict[str, tuple[tuple, np.dtype]]) -> ArrayRecord:
+    if list(record.keys()) != list(want):
+        raise ReplyRefused("reply arrays do not match the global model's names")
+    out = {}
+    for name, array in record.items():
+        shape, dtype = want[name]
+        if not isinstance(array, Array) or array.stype != "numpy.ndarray":
+            raise ReplyRefused("a reply array is not a serialised numpy.ndarray")
+        try:
+            value = array.numpy()  # np.load(..., allow_pickle=False)
+        except Exception:
+            raise ReplyRefused("a reply array cannot be deserialised") from None
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if (
+            type(value) is not np.ndarray
+            or value.shape != shape
+            or value.dtype != dtype
+            or value.nbytes != expected
+        ):
+            raise ReplyRefused("reply arrays do not match the global model's shapes and dtypes")
+        out[name] = Array(np.ascontiguousarray(value))
+    return ArrayRecord(out)
+
+
+def _checked_metrics(record: MetricRecord) -> MetricRecord:
+    if len(record) > MAX_METRICS:
+        raise ReplyRefused(f"a reply holds more than {MAX_METRICS} metrics")
+    out = {}
+    for name, value in record.items():
+        if name not in ALLOWED_METRICS:
+            raise ReplyRefused("a reply metric is not one a client may report")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ReplyRefused("a reply metric is not a scalar")
+        if isinstance(value, numbers.Integral):
+            out[name] = int(value)
+        else:
+            v = float(value)
+            out[name] = v if math.isfinite(v) else float("nan")  # no payload in NaN bits
+    return MetricRecord(out)
+
+
+def checked_content(received: ArrayRecord, reply: Message, strategy: str) -> RecordDict:
+    """The reply's content rebuilt from checked values; ReplyRefused if anything else."""
+    want = {k: (tuple(a.shape), np.dtype(a.dtype)) for k, a in received.items()}
+    allowed = {"arrays", *DECLARED_EXTRAS.get(strategy, ())}
+    content = RecordDict()
+    metrics = 0
+    for key, record in reply.content.items():
+        if isinstance(record, ArrayRecord) and key in allowed:
+            content[key] = _checked_arrays(record, want)
+        elif isinstance(record, MetricRecord) and key == "metrics":
+            metrics += 1
+            content[key] = _checked_metrics(record)
+        else:
+            raise ReplyRefused("a reply record is not allowed to leave the client")
+    if metrics > 1:
+        raise ReplyRefused("a reply holds more than one MetricRecord")
+    return content
 
 
 def check_reply(received: ArrayRecord, reply: Message, strategy: str) -> None:
     """Raise ReplyRefused unless `reply` holds only what may leave a client."""
-    want = {k: (a.shape, a.dtype) for k, a in received.items()}
-    allowed = {"arrays", "metrics", *DECLARED_EXTRAS.get(strategy, ())}
-    for key, record in reply.content.items():
-        if key not in allowed:
-            raise ReplyRefused(f"reply record {key!r} is not allowed to leave the client")
-        if isinstance(record, ArrayRecord):
-            got = {k: (a.shape, a.dtype) for k, a in record.items()}
-            if got != want:
-                raise ReplyRefused(
-                    f"reply arrays {key!r} do not match the global model's names, shapes and dtypes"
-                )
-        elif isinstance(record, MetricRecord):
-            for name, value in record.items():
-                if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                    raise ReplyRefused(f"metric {name!r} is not a scalar")
-        else:
-            raise ReplyRefused(f"reply record {key!r} is a {type(record).__name__}")
+    checked_content(received, reply, strategy)
 
 
 def weights_only_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Flower mod: run the handler, then check its reply before it leaves."""
+    """Flower mod: run the handler, then send a reply rebuilt from its checked values."""
     reply = call_next(msg, context)
     if reply.has_error() or "arrays" not in msg.content:
         return reply
     config = msg.content["config"] if "config" in msg.content else {}
     if not bool(config.get("weights-only", True)):
         return reply
-    check_reply(msg.content["arrays"], reply, str(config.get("strategy", "")))
+    content = checked_content(msg.content["arrays"], reply, str(config.get("strategy", "")))
+    return Message(content=content, reply_to=msg)
+
+
+def fixed_errors_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower mod (outermost): no exception text leaves the client.
+
+    Flower would send `str(exception)` to the server, and exception texts can hold
+    anything the client has (a config value, a path, the bytes of a bad file). The
+    server gets a fixed text instead (a refusal keeps its fixed category)."""
+    try:
+        reply = call_next(msg, context)
+    except ReplyRefused as exc:
+        log.error("reply refused: %s", exc)
+        return Message(Error(CLIENT_APP_RAISED_EXCEPTION, f"reply refused: {exc}"), reply_to=msg)
+    except Exception:
+        log.exception("client update failed")
+        return Message(Error(CLIENT_APP_RAISED_EXCEPTION, FAILED), reply_to=msg)
+    if reply.has_error():
+        log.error("client update failed: %s", reply.error.reason)
+        return Message(Error(reply.error.code, FAILED), reply_to=msg)
     return reply

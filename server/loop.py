@@ -22,9 +22,11 @@ from flwr.serverapp import Grid
 from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
 from learning.training import initial_weights
-from privacy.accounting import privacy_row, wrap_private
+from privacy.accounting import check_secagg_clipping, privacy_row, wrap_private
 from privacy.central_dp import CentralDP
+from privacy.release import release_histograms, release_row
 from privacy.secagg.round import SecureSender
+from privacy.server_key import client_config, server_key
 from server.checkpoint import Checkpoint, restore_strategy, save_checkpoint
 from server.deployment import NodeDealer
 from server.health import flat, update_health
@@ -118,7 +120,10 @@ def run_rounds(
         if dealer is not None and cfg.privacy.dp == "central"
         else cfg
     )
-    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots))
+    # The server's secret (central DP only): the Poisson draw and the noise come from it.
+    key = server_key(cfg, run_dir)
+    check_secagg_clipping(cfg, sum(w.size for w in weights))
+    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots), key)
     # Central DP samples each client independently (the accountant's assumption) and
     # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
     poisson = cfg.privacy.dp == "central"
@@ -133,7 +138,7 @@ def run_rounds(
     arrays = ArrayRecord(weights)
     shapes = [w.shape for w in weights]
     dtypes = [w.dtype for w in weights]
-    base = {k: v for k, v in cfg.to_flat().items()}
+    base = client_config(cfg.to_flat())  # never the server-only keys
     started = time.perf_counter() - (result.rows[-1]["elapsed_seconds"] if result.rows else 0.0)
     fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else _stamp
@@ -145,7 +150,7 @@ def run_rounds(
         tried: set[int] = set()
         if poisson:
             rate = fed.clients_per_round / fed.num_clients
-            pids = poisson_clients(fed.seed, rnd, fed.num_clients, rate)
+            pids = poisson_clients(key, rnd, fed.num_clients, rate)
         else:
             pids = sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
         secure_mean = None
@@ -244,11 +249,12 @@ def run_rounds(
             round_seconds=round(t3 - t0, 4),
             elapsed_seconds=round(t3 - started, 3),
         )
+        row = release_row(row, cfg)  # under central DP: only what epsilon covers
         result.rows.append(row)
         if run_dir is not None:
             save_checkpoint(run_dir, rnd, weights, strategy, result.rows)
         if on_round is not None:
-            on_round(row, {"client_update_norms": norms})
+            on_round(row, release_histograms({"client_update_norms": norms}, cfg))
     result.weights = arrays.to_numpy_ndarrays()
     result.wall_seconds = time.perf_counter() - started
     return result

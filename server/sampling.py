@@ -1,19 +1,23 @@
-"""Which logical clients train in a round: a pure function of (seed, round).
+"""Which logical clients train in a round: a pure function of (key, round).
 
 Flower's own sampler draws from random node ids with the global `random` module,
 so two runs with the same seed pick different clients. Drawing partition ids from
-`default_rng([seed, round])` makes a run reproducible and a resumed run draw the
-same clients as an uninterrupted one.
+a stream of (seed, round) makes a run reproducible and a resumed run draw the same
+clients as an uninterrupted one. Central DP's Poisson draw is keyed by the server's
+secret instead (privacy/server_key.py): amplification by sampling needs a sample no
+client can reproduce from what it receives.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from learning.streams import Tag, generator
+
 
 def sample_clients(seed: int, server_round: int, num_clients: int, k: int) -> list[int]:
     """`k` distinct partition ids in [0, num_clients), sorted."""
-    rng = np.random.default_rng([seed, server_round])
+    rng = generator(seed, Tag.SAMPLE, server_round)
     chosen = rng.choice(num_clients, size=min(k, num_clients), replace=False)
     return sorted(int(c) for c in chosen)
 
@@ -22,10 +26,10 @@ def top_up_clients(
     seed: int, server_round: int, attempt: int, num_clients: int, tried: set[int], k: int
 ) -> list[int]:
     """`k` more partition ids for a round retried after failures: none already tried,
-    drawn from `default_rng([seed, round, attempt])` so a rerun tops up identically."""
+    drawn from the (seed, round, attempt) stream so a rerun tops up identically."""
     if k <= 0:
         return []
-    rng = np.random.default_rng([seed, server_round, attempt])
+    rng = generator(seed, Tag.TOP_UP, server_round, attempt)
     chosen: list[int] = []
     # Rejection sampling keeps this O(k) at 100,000 clients instead of a full permutation.
     budget = 50 * k + 100
@@ -37,11 +41,12 @@ def top_up_clients(
     return sorted(chosen)
 
 
-def poisson_clients(seed: int, server_round: int, num_clients: int, rate: float) -> list[int]:
+def poisson_clients(key: int, server_round: int, num_clients: int, rate: float) -> list[int]:
     """Each client independently with probability `rate` (Poisson sampling), sorted.
 
     Central DP needs it: the accountant's amplification by sampling assumes that
-    whether one client takes part says nothing about any other.
+    whether one client takes part says nothing about any other. `key` is the
+    server's secret run key, never the public seed.
     """
-    rng = np.random.default_rng([seed, server_round, 0x9015])
+    rng = generator(key, Tag.POISSON, server_round)
     return [int(c) for c in np.flatnonzero(rng.random(num_clients) < rate)]

@@ -17,6 +17,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
+from learning.streams import Tag
 from privacy.client_mods import seed_global_numpy
 
 WEIGHT_KEY = "secagg-weight"  # the weight this client's update carries in the sum
@@ -55,7 +56,7 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCall
         content["fitres.num_examples"] = MetricRecord({"num_examples": weight})
         content["fitres.metrics"] = ConfigRecord({})
         content["fitres.status"] = ConfigRecord({"code": 0, "message": ""})
-        seed_global_numpy(config, 0x5A)  # Flower quantises with stochastic rounding
+        seed_global_numpy(config, Tag.SECAGG_ROUNDING)  # Flower quantises with stochastic rounding
         return reply
 
     out = secaggplus_mod(msg, ctxt, train_as_fitres)

@@ -17,6 +17,7 @@ from flwr.serverapp.strategy import Strategy
 from learning.config import ExperimentConfig
 from learning.errors import AggregationError, ConfigError
 from learning.secagg_plan import max_round_size, secagg_plan
+from learning.streams import Tag, generator
 from privacy.central_dp import CentralDP, single_reply
 from privacy.secagg.client_mod import WEIGHT_KEY
 from privacy.secagg.server_stages import SecAggOutcome, run_secagg_round
@@ -49,7 +50,7 @@ class SecureSender:
             )
         except ConfigError as exc:  # a Poisson draw too small for the plan: no aggregate
             return SecAggOutcome(mean=None, reason=str(exc))
-        rng = np.random.default_rng([fed.seed, rnd, 0x5ECA])
+        rng = generator(fed.seed, Tag.SECAGG_GRAPH, rnd)
         outcome = run_secagg_round(
             grid,
             messages,

@@ -8,7 +8,7 @@ import pytest
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
-from privacy.accounting import epsilon_spent, noise_for_epsilon
+from privacy.accounting import epsilon_pld, epsilon_spent, noise_for_epsilon, tightest_epsilon
 
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
@@ -40,10 +40,20 @@ def test_sampling_amplifies_and_the_accountant_beats_the_classic_rdp_bound():
     assert epsilon_spent(z, rounds, 1000, 100, delta) < full / 3
 
 
-def test_noise_for_epsilon_is_the_smallest_noise_meeting_the_target():
+def test_noise_for_epsilon_is_the_smallest_noise_meeting_the_target_by_the_tighter_accountant():
     z = noise_for_epsilon(8.0, 50, 1000, 100, 1e-5)
-    assert epsilon_spent(z, 50, 1000, 100, 1e-5) <= 8.0
-    assert epsilon_spent(z * 0.98, 50, 1000, 100, 1e-5) > 8.0
+    assert tightest_epsilon(z, 50, 1000, 100, 1e-5) <= 8.0
+    assert tightest_epsilon(z * 0.98, 50, 1000, 100, 1e-5) > 8.0
+    # PLD is the tighter one here, so the noise is below what RDP alone would need
+    assert epsilon_pld(z, 50, 1000, 100, 1e-5) <= 8.0 < epsilon_spent(z, 50, 1000, 100, 1e-5)
+
+
+def test_pld_matches_dp_accounting_and_is_tighter_than_rdp():
+    # the privacy grid's z = 1.0 cell: q = 0.1, 50 rounds, delta 1e-5
+    assert epsilon_spent(1.0, 50, 1000, 100, 1e-5) == pytest.approx(5.89, abs=0.01)
+    assert epsilon_pld(1.0, 50, 1000, 100, 1e-5) == pytest.approx(5.15, abs=0.01)
+    assert epsilon_pld(1.0, 0, 1000, 100, 1e-5) == 0.0
+    assert math.isinf(epsilon_pld(0.0, 5, 1000, 100, 1e-5))
 
 
 def test_meaningless_delta_and_unsupported_combinations_are_refused():

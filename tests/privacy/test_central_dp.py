@@ -72,7 +72,7 @@ def _dp(noise: float, adaptive: bool = False) -> CentralDP:
         expected_clients=4.0,
         adaptive=adaptive,
         count_std=10.0,
-        seed=3,
+        key=3,
     )
 
 

@@ -50,12 +50,13 @@ def test_honest_reply_passes():
 @pytest.mark.parametrize(
     ("records", "fragment"),
     [
-        ({"stolen": ArrayRecord([np.ones((5, 28, 28), np.uint8)])}, "'stolen' is not allowed"),
+        ({"stolen": ArrayRecord([np.ones((5, 28, 28), np.uint8)])}, "record is not allowed"),
         ({"arrays": ArrayRecord([W[0], W[1], np.ones(2, np.float32)])}, "do not match"),
         ({"arrays": ArrayRecord([W[0].astype(np.float64), W[1]])}, "do not match"),
-        ({"metrics": MetricRecord({"num-examples": 5, "losses": [0.1, 0.2]})}, "not a scalar"),
-        ({"scaffold-dc": ArrayRecord(W)}, "'scaffold-dc' is not allowed"),
-        ({"config": ConfigRecord({"labels": "3,1,4"})}, "'config' is not allowed"),
+        ({"metrics": MetricRecord({"num-examples": 5, "train-loss": [0.1, 0.2]})}, "not a scalar"),
+        ({"metrics": MetricRecord({"num-examples": 5, "labels-seen": 3})}, "not one a client"),
+        ({"scaffold-dc": ArrayRecord(W)}, "record is not allowed"),
+        ({"config": ConfigRecord({"labels": "3,1,4"})}, "record is not allowed"),
     ],
 )
 def test_anything_else_is_stopped(records, fragment):

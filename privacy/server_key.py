@@ -1,0 +1,97 @@
+"""The server's secret: the key that central DP's client sampling and noise come from.
+
+Amplification by sampling assumes the sample is secret, and noise protects only if no
+client can predict it. Anything derived from values a client receives (the `seed`
+travels in every training message) is neither. So under `dp = "central"` the server
+holds a key no message carries:
+
+- by default 128 bits of OS entropy, fresh for every run and written to
+  `RUN_DIR/server-key` (owner-only permissions), so `--resume` continues the same
+  draws and the operator can reproduce the run;
+- or `privacy-seed` pinned by the operator (simulation only: in a deployment Flower
+  hands the run config to every SuperNode, so a pinned key would reach the clients).
+
+Streams are keyed by a *run key* = SHA-256(server key, the experiment's config): two
+runs that differ in anything (the noise multiplier of a privacy grid, say) draw
+independent noise even with the same pinned key; the same config and key reproduce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from learning.config import ExperimentConfig
+from learning.errors import ConfigError
+
+KEY_FILE = "server-key"
+# Keys the server uses and no client may see; stripped from every message.
+SERVER_ONLY_KEYS = frozenset({"privacy-seed"})
+# Keys that do not change what a run computes (where it writes, how many workers).
+_NOT_RESULTS = frozenset({"out-dir", "num-workers", "cpus-per-client", "gpus-per-client"})
+
+
+def client_config(flat: dict[str, Any]) -> dict[str, Any]:
+    """The config a client may receive: every key but the server-only ones."""
+    return {k: v for k, v in flat.items() if k not in SERVER_ONLY_KEYS}
+
+
+def config_digest(cfg: ExperimentConfig) -> bytes:
+    """SHA-256 of the keys that decide a run's results (not where it writes)."""
+    flat = {
+        k: v
+        for k, v in cfg.to_flat().items()
+        if k not in _NOT_RESULTS and k not in SERVER_ONLY_KEYS
+    }
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).digest()
+
+
+def run_key(server_key: int, cfg: ExperimentConfig) -> int:
+    """The 128-bit key of this run's secret streams."""
+    h = hashlib.sha256(b"perennial-run-key\0" + server_key.to_bytes(32, "big"))
+    h.update(config_digest(cfg))
+    return int.from_bytes(h.digest()[:16], "big")
+
+
+def server_key(cfg: ExperimentConfig, run_dir: Path | None) -> int | None:
+    """The run's secret key (None when no secret is needed: no central DP).
+
+    Pinned by `privacy-seed`, else read from `run_dir/server-key` (a resumed run),
+    else fresh OS entropy, written there before the first round.
+    """
+    if cfg.privacy.dp != "central":
+        return None
+    if cfg.privacy.privacy_seed >= 0:
+        return run_key(cfg.privacy.privacy_seed, cfg)
+    path = Path(run_dir) / KEY_FILE if run_dir is not None else None
+    if path is not None and path.is_file():
+        return run_key(_read_key(path), cfg)
+    base = secrets.randbits(128)
+    if path is not None:
+        _write_key(path, base)
+    return run_key(base, cfg)
+
+
+def _read_key(path: Path) -> int:
+    text = path.read_text(encoding="ascii").strip()
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise ConfigError(
+            f"{str(path)!r} is not a server key (expected 32 hex digits); restore it from "
+            "a backup or start the run afresh"
+        ) from None
+
+
+def _write_key(path: Path, key: int) -> None:
+    """Owner-only from creation (no window where others could read it), then fsync."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(f"{key:032x}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
