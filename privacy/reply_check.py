@@ -83,7 +83,10 @@ def _checked_arrays(record: ArrayRecord, want: dict[str, tuple[tuple, np.dtype]]
             or value.nbytes != expected
         ):
             raise ReplyRefused("reply arrays do not match the global model's shapes and dtypes")
-        out[name] = Array(np.ascontiguousarray(value))
+        rebuilt = Array(np.ascontiguousarray(value))
+        if len(array.data) != len(rebuilt.data):  # bytes after the array's own
+            raise ReplyRefused("a reply array carries more bytes than its values")
+        out[name] = rebuilt
     return ArrayRecord(out)
 
 

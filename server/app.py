@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
+from privacy.release import guarded
 from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
 from server.evaluation import CentralEvaluator
@@ -32,7 +33,7 @@ def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentCo
         for node, n in (r.get("updates_per_node") or {}).items():
             per_node[node] = per_node.get(node, 0) + n
     return {
-        "updates_per_node": per_node,
+        **({"updates_per_node": per_node} if per_node else {}),  # withheld under central DP
         "final_accuracy": evaluated[-1]["accuracy"] if evaluated else None,
         "final_loss": evaluated[-1]["loss"] if evaluated else None,
         "best_accuracy": best["accuracy"] if best else None,
@@ -55,6 +56,9 @@ def _privacy_summary(rows: list[dict[str, Any]], cfg: ExperimentConfig) -> dict[
         last = rows[-1]
         out.update(
             epsilon=last.get("epsilon"),
+            epsilon_pld=last.get("epsilon_pld"),
+            accountant="RDP (epsilon) and PLD (epsilon_pld)"
+            + ("; noise-multiplier solved with the tighter" if p.target_epsilon > 0 else ""),
             delta=p.delta,
             noise_multiplier=last.get("noise_multiplier"),
             clipping_norm=last.get("clipping_norm"),
@@ -92,7 +96,8 @@ def run_experiment(
     else:
         recorder.write_config(cfg)
     ds = dataset_for(cfg)
-    plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
+    if not guarded(cfg) or cfg.privacy.operator_diagnostics:  # per-client label counts
+        plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
     evaluator = CentralEvaluator(cfg)
     task_eval = TaskEvaluator(cfg) if cfg.continual.scenario != "none" else None
     board = TensorBoardWriter(run_dir / "tensorboard")
