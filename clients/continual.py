@@ -28,6 +28,7 @@ from clients.stateful import store_for
 from learning.config import ExperimentConfig
 from learning.federated_data import task_shard
 from learning.scenarios import client_task
+from learning.streams import Tag, generator
 from learning.training import ContinualInputs, Trainer, to_float_images
 
 FISHER_EXAMPLES = 200  # examples of the finished task(s) the Fisher is averaged over
@@ -86,7 +87,7 @@ def continual_step(
         seen = int(state.get("buf_seen", 0))
         for t in passed:
             tx, ty = task_shard(cfg, pid, t)
-            rng = np.random.default_rng([seed, pid, t, 9173])
+            rng = generator(seed, Tag.REPLAY, t, pid)
             bx, by, seen = reservoir_add(bx, by, seen, tx, ty, cl.buffer_size, rng)
         state.update(buf_x=bx, buf_y=by, buf_seen=np.int64(seen))
     # The model that ends the finished task is the global model received now, when the
@@ -98,7 +99,7 @@ def continual_step(
         if method == "ewc":
             fx = np.concatenate([task_shard(cfg, pid, t)[0] for t in passed])
             fy = np.concatenate([task_shard(cfg, pid, t)[1] for t in passed])
-            rng = np.random.default_rng([seed, pid, task, 5501])
+            rng = generator(seed, Tag.FISHER_PICK, task, pid)
             pick = np.sort(rng.permutation(len(fy))[:FISHER_EXAMPLES])
             f_new = trainer.fisher_diagonal(held, to_float_images(fx[pick]), fy[pick])
             f_old = _list(old, "fisher")

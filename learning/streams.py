@@ -40,8 +40,8 @@ class Tag(IntEnum):
     TASK_ORDER = 10  # class order of a class-incremental scenario (fields: none)
     TASK_SHARD = 11  # a client's task shard (fields: task, client)
     TASK_GROUP = 12  # a drift group's transform draw (fields: task, group)
-    REPLAY = 13  # a client's reservoir draws (fields: task, client)
-    REPLAY_SEED = 14  # a client's reservoir for a finished task (fields: task, client)
+    REPLAY = 13  # a client's reservoir draws for a finished task (fields: task, client)
+    FISHER_PICK = 14  # the examples EWC's Fisher is estimated on (fields: task, client)
     LOCAL_DP = 15  # local DP noise, simulation only (fields: round, client)
     SECAGG_GRAPH = 16  # SecAgg+ neighbourhoods of a round (fields: round)
     SAMPLE = 17  # the round's cohort without DP (fields: round)
@@ -67,7 +67,7 @@ ARITY = {
     Tag.TASK_SHARD: 2,
     Tag.TASK_GROUP: 2,
     Tag.REPLAY: 2,
-    Tag.REPLAY_SEED: 2,
+    Tag.FISHER_PICK: 2,
     Tag.LOCAL_DP: 2,
     Tag.SECAGG_GRAPH: 1,
     Tag.SAMPLE: 1,

@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from learning.config import ExperimentConfig, build_config
 from learning.federated_data import client_shard, dataset_for
+from learning.streams import Tag, generator
 from learning.training import get_trainer, initial_weights, to_float_images
 from server.sampling import sample_clients
 from simulations.memory import PeakMemory
@@ -65,7 +64,7 @@ def run_bare(cfg: ExperimentConfig) -> float:
         results = []
         for pid in sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round):
             x, y = shards[pid]
-            rng = np.random.default_rng([fed.seed, rnd, pid])
+            rng = generator(fed.seed, Tag.LOCAL_TRAIN, rnd, pid)
             local = local_train_config(cfg, rnd)
             results.append(trainer.train(weights, x, y, local, rng))
         total = sum(r.num_examples for r in results)
