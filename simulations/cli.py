@@ -42,9 +42,15 @@ def preflight(cfg: ExperimentConfig) -> None:
     dataset_for(cfg)
     partitions_for(cfg)
     if cfg.privacy.dp == "central":
-        from privacy.accounting import check_central_dp
+        from privacy.accounting import check_central_dp, check_secagg_clipping
 
         check_central_dp(cfg)
+        if cfg.privacy.secure_aggregation:
+            from learning.training import initial_weights
+
+            ds = dataset_for(cfg)
+            w = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, 0)
+            check_secagg_clipping(cfg, sum(a.size for a in w))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

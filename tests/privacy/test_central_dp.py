@@ -122,3 +122,31 @@ def test_the_unclipped_count_is_released_centred_around_the_expected_clients():
     # One more client taking part moves the released value by 1/2, whatever its bit.
     assert noisy_unclipped(4, 5, 10.0, 0.0, rng) - 6.0 == pytest.approx(0.5)
     assert noisy_unclipped(3, 5, 10.0, 0.0, rng) - 6.0 == pytest.approx(-0.5)
+
+
+def test_secagg_clients_clip_by_the_quantisation_margin_and_tiny_norms_are_refused():
+    from learning.config import ExperimentConfig
+    from learning.errors import ConfigError
+    from privacy.accounting import check_secagg_clipping, quantisation_step
+
+    flat = {"dp": "central", "secure-aggregation": True, "clipping-norm": 0.5}
+    cfg = ExperimentConfig.from_flat(flat)
+    step = quantisation_step(cfg)
+    assert step == pytest.approx(2 * 8.0 / 2**22)
+    dp = CentralDP(
+        FedAvg(),
+        noise_multiplier=1.0,
+        clipping_norm=0.5,
+        expected_clients=4.0,
+        quantisation_step=step,
+    )
+    d = 10_000
+    assert dp.client_clipping_norm(d) == pytest.approx(0.5 - 100 * step)
+    # worst case: every coordinate rounded a full step outward stays within C
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=d)
+    u *= dp.client_clipping_norm(d) / np.linalg.norm(u)
+    assert np.linalg.norm(u + step * np.sign(u)) <= 0.5 + 1e-12
+    check_secagg_clipping(cfg, d)
+    with pytest.raises(ConfigError, match="must exceed SecAgg"):
+        check_secagg_clipping(cfg.replace(secagg_quantization_bits=8), 100_000)
