@@ -186,7 +186,7 @@ def run_rounds(
                     break
         good.sort(key=_reply_pid)
         valid.sort(key=_reply_pid)
-        valid = apply_collusion(cfg, valid)
+        valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays())
         useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
         pids = sorted(tried)
         t1 = time.perf_counter()
