@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learning.defence_bounds import strategy_error
 from learning.errors import ConfigError
 from learning.secagg_plan import max_round_size, secagg_plan
 
@@ -312,6 +313,11 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
             f"({fed.num_clients}); lower clients-per-round or raise num-clients"
         )
     _check_privacy(cfg)
+    s, t = cfg.strategy, cfg.train  # robust-aggregation bounds; optimiser assumptions
+    if bad := strategy_error(
+        s.strategy, fed.clients_per_round, s.num_malicious, s.trim_beta, t.optimizer, t.momentum
+    ):
+        raise ConfigError(bad)
     if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
         raise ConfigError(
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
