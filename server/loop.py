@@ -117,9 +117,7 @@ def run_rounds(
     dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
     # Privacy is accounted over the population actually sampled from.
     private_cfg = (
-        cfg.replace(num_clients=len(dealer.node_ids))
-        if dealer is not None and cfg.privacy.dp == "central"
-        else cfg
+        dealer.private_config(cfg) if dealer is not None and cfg.privacy.dp == "central" else cfg
     )
     strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots))
     # Central DP samples each client independently (the accountant's assumption) and
