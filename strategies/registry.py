@@ -88,7 +88,7 @@ STRATEGIES: dict[str, Builder] = {
     ),
     "fednova": lambda c, n: FedNova(
         **_common(n),
-        momentum=c.train.momentum if c.train.optimizer == "sgd" else 0.0,
+        momentum=c.train.momentum,  # optimizer = "sgd": config refuses adam with FedNova
         server_lr=c.strategy.server_lr,
     ),
     "feddyn": lambda c, n: FedDyn(
