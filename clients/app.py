@@ -127,6 +127,9 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     malicious = is_malicious(cfg, pid)
     if malicious and faults.attack == "label-flip":
         y = flip_labels(y, ds.num_classes)
+    received_loss = None
+    if cfg.strategy.strategy == "qfedavg":  # q-FFL's F_k(w^t): one evaluate pass first
+        received_loss, _ = trainer.evaluate(weights, to_float_images(x), y)
     rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
     algorithm = STATEFUL.get(cfg.strategy.strategy)
     state = algorithm(cfg, pid, server_round, msg, weights) if algorithm else None
@@ -154,6 +157,8 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
             "task": step.task if step else 0,
         }
     )
+    if received_loss is not None:
+        metrics["received-loss"] = float(received_loss)
     sent = result.weights
     if malicious:
         noise = np.random.default_rng([seed, server_round, pid, 7005])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learning.defence_bounds import strategy_error
 from learning.errors import ConfigError
 from learning.secagg_plan import max_round_size, secagg_plan
 
@@ -22,7 +23,17 @@ PARTITION_NAMES = ("iid", "dirichlet", "shards", "classes", "quantity")
 DATASET_NAMES = ("fashion-mnist", "idx", "npz", "cifar10", "image-folder")
 MODEL_NAMES = ("cnn", "lenet", "mlp", "small-cnn")
 OPTIMIZER_NAMES = ("sgd", "adam")
-ATTACK_NAMES = ("none", "label-flip", "sign-flip", "gaussian", "scaling", "alie", "free-ride")
+ATTACK_NAMES = (
+    "none",
+    "label-flip",
+    "sign-flip",
+    "gaussian",
+    "scaling",
+    "alie",
+    "ipm",
+    "min-max",
+    "free-ride",
+)
 SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
 CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
 DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
@@ -86,6 +97,12 @@ class AttackConfig:
     attack: str = _k("none", "what malicious clients do", choices=ATTACK_NAMES)
     attack_scale: float = _k(4.0, "sign-flip/scaling factor; ALIE z", gt=0.0)
     attack_sigma: float = _k(1.0, "gaussian attack: std of the noise update", gt=0.0)
+    ipm_epsilon: float = _k(0.1, "IPM: colluders send -epsilon x their mean update", gt=0.0)
+    minmax_perturbation: str = _k(
+        "std", "Min-Max: p = -std, -unit-vec or -sign", choices=("std", "unit-vec", "sign")
+    )
+    minmax_gamma_init: float = _k(10.0, "Min-Max: first gamma of the binary search", gt=0.0)
+    minmax_tol: float = _k(1e-5, "Min-Max: binary-search tolerance on gamma", gt=0.0)
     fault_crash_prob: float = _k(0.0, "chance a client raises", min=0.0, max=1.0)
     fault_straggler_prob: float = _k(0.0, "chance a client answers late", min=0.0, max=1.0)
     fault_straggler_delay: float = _k(2.0, "seconds a straggler waits", min=0.0)
@@ -305,6 +322,11 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
             f"({fed.num_clients}); lower clients-per-round or raise num-clients"
         )
     _check_privacy(cfg)
+    s, t = cfg.strategy, cfg.train  # robust-aggregation bounds; optimiser assumptions
+    if bad := strategy_error(
+        s.strategy, fed.clients_per_round, s.num_malicious, s.trim_beta, t.optimizer, t.momentum
+    ):
+        raise ConfigError(bad)
     if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
         raise ConfigError(
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"

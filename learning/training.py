@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,21 @@ class LocalTrainConfig:
     ewc_lambda: float = 0.0  # EWC: lambda/2 * sum_i F_i (w_i - w*_i)^2
     lwf_alpha: float = 0.0  # LwF: alpha * T^2 * CE(soft targets, softmax(log p / T))
     lwf_temperature: float = 2.0
+
+
+class StepMode(NamedTuple):
+    """Which terms one compiled train step has: one graph per mode actually used, so
+    plain SGD pays for no proximal, correction or momentum arithmetic over the weights
+    (hashable, so it keys the per-process cache of compiled epochs)."""
+
+    proximal: bool = False
+    correction: bool = False
+    decay: bool = False
+    momentum: bool = False
+    adam: bool = False
+    ewc: bool = False
+    lwf: bool = False
+    replay: bool = False
 
 
 @dataclass
@@ -114,17 +130,16 @@ class Trainer:
         self._no_y = np.zeros((0,), np.int64)
         self._no_idx = np.zeros((0,), np.int32)
         self._fisher_fn = None
-        self._steps: dict[tuple[bool, ...], object] = {}
+        self._steps: dict[StepMode, object] = {}
         self._predict = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=(tf.TensorSpec(shape, tf.float32),),
         )
 
-    def _epoch_for(self, mode: tuple[bool, ...]):
-        """The compiled epoch for (proximal, correction, decay, momentum, adam, ewc, lwf, replay).
+    def _epoch_for(self, mode: StepMode):
+        """The compiled epoch for one `StepMode`.
 
-        One graph per update rule actually used, each traced once per process: plain
-        SGD pays for no proximal, correction or momentum arithmetic over the weights.
+        One graph per update rule actually used, each traced once per process.
         The batch loop runs inside the graph, so a client update is one call per epoch.
         """
         if mode not in self._steps:
@@ -148,9 +163,9 @@ class Trainer:
                 for b in tf.range(num_batches):
                     idx = perm[b * batch_size : tf.minimum((b + 1) * batch_size, n)]
                     extra = ()
-                    if mode[6]:
+                    if mode.lwf:
                         extra += (tf.gather(soft, idx),)
-                    if mode[7]:
+                    if mode.replay:
                         r = ridx[b * batch_size : (b + 1) * batch_size]
                         extra += (tf.gather(bx, r), tf.gather(by, r))
                     loss, h = self._step(tf.gather(x, idx), tf.gather(y, idx), mode, *extra)
@@ -162,7 +177,7 @@ class Trainer:
         return self._steps[mode]
 
     # The Python body runs only while tracing (once per mode and process).
-    def _step(self, x, y, mode: tuple[bool, ...], *extra):
+    def _step(self, x, y, mode: StepMode, *extra):
         tf = self.tf
         prox, corr, decay, momentum, adam, ewc, lwf, replay = mode
         self.trace_count += 1
@@ -239,15 +254,15 @@ class Trainer:
         ewc = c.fisher is not None and cfg.ewc_lambda > 0
         lwf = c.soft_targets is not None and cfg.lwf_alpha > 0
         replay = c.buffer_y is not None and len(c.buffer_y) > 0
-        mode = (
-            cfg.proximal_mu > 0,
-            correction is not None,
-            cfg.weight_decay > 0,
-            cfg.momentum > 0 and not adam,
-            adam,
-            ewc,
-            lwf,
-            replay,
+        mode = StepMode(
+            proximal=cfg.proximal_mu > 0,
+            correction=correction is not None,
+            decay=cfg.weight_decay > 0,
+            momentum=cfg.momentum > 0 and not adam,
+            adam=adam,
+            ewc=ewc,
+            lwf=lwf,
+            replay=replay,
         )
         if ewc:
             for f, a, fv, av in zip(
@@ -261,13 +276,13 @@ class Trainer:
         soft = c.soft_targets.astype(np.float32) if lwf else self._no_soft
         bx = c.buffer_x.astype(np.float32) if replay else self._no_x
         by = c.buffer_y.astype(np.int64) if replay else self._no_y
-        if mode[0]:
+        if mode.proximal:
             for a, w in zip(self._anchor, self._vars, strict=True):
                 a.assign(w)
-        if mode[1]:
+        if mode.correction:
             for c, value in zip(self._correction, correction, strict=True):
                 c.assign(value)
-        if mode[3] or adam:
+        if mode.momentum or adam:
             for s in (*self._m, *self._v):
                 s.assign(self.tf.zeros_like(s))
         self._t.assign(0.0)

@@ -5,6 +5,11 @@ sampling, shuffling, attacks and faults; per-client state is versioned per round
 disk. So weights + strategy state + round + the metrics so far are enough for a run
 killed at any moment to resume and end exactly where an uninterrupted run ends.
 
+The metrics so far are not rewritten into every checkpoint (that costs rounds squared):
+metrics.jsonl already holds them. A checkpoint keeps the row count and its own round's
+row (the loop checkpoints before it appends that row, so a kill in between loses it
+from metrics.jsonl); resume reads the earlier rows back from metrics.jsonl.
+
 The strategy state is captured generically: every attribute holding arrays (NumPy
 arrays, ArrayRecords, dicts or lists of arrays, or None before the first round) —
 FedOpt's moments, FedAvgM's momentum, SCAFFOLD's c, FedDyn's h, centred clipping's v.
@@ -100,7 +105,13 @@ def save_checkpoint(
             layout[name] = {"kind": "list", "n": len(value)}
             for j, v in enumerate(value):
                 arrays[f"s/{name}/{j}"] = v
-    meta = {"round": rnd, "num_weights": len(weights), "layout": layout, "rows": rows}
+    meta = {
+        "round": rnd,
+        "num_weights": len(weights),
+        "layout": layout,
+        "num_rows": len(rows),
+        "last_row": rows[-1] if rows else None,
+    }
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -134,4 +145,26 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                     state[name] = [data[f"s/{name}/{j}"] for j in range(spec["n"])]
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc}); start afresh") from None
-    return Checkpoint(meta["round"], weights, state, meta["rows"])
+    rows = meta["rows"] if "rows" in meta else _resume_rows(Path(run_dir), meta)
+    return Checkpoint(meta["round"], weights, state, rows)
+
+
+def _resume_rows(run_dir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checkpointed run's rows: the first num-rows - 1 lines of metrics.jsonl (all
+    fsynced before this checkpoint was written; a torn line can only come later) and
+    the checkpoint's own last row."""
+    count, last = int(meta["num_rows"]), meta["last_row"]
+    if count == 0:
+        return []
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()[: count - 1] if path.exists() else []
+    try:
+        rows = [json.loads(line) for line in lines]
+    except json.JSONDecodeError:
+        rows = []
+    if len(rows) != count - 1:
+        raise ConfigError(
+            f"{str(path)!r} holds {len(rows)} readable rows but the checkpoint of round "
+            f"{meta['round']} needs {count - 1}; the run directory is damaged, start afresh"
+        )
+    return [*rows, last]

@@ -18,7 +18,7 @@ import dataclasses
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from learning.config import FederationConfig
+from learning.config import ExperimentConfig, FederationConfig
 from learning.errors import ConfigError
 from server.messages import addressed_copy
 
@@ -35,6 +35,16 @@ class NodeDealer:
                 "federation-mode = deployment but no SuperNode is connected; "
                 "start SuperNodes (perennial deploy supernodes) before the run"
             )
+
+    def private_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """`cfg` over the connected SuperNodes, the population central DP samples from
+        and accounts over; refused in one line before round 1 if it cannot be."""
+        bad = dp_population_error(
+            cfg.federation.clients_per_round, cfg.privacy.delta, len(self.node_ids)
+        )
+        if bad:
+            raise ConfigError(bad)
+        return cfg.replace(num_clients=len(self.node_ids))
 
     def federation(self, fed: FederationConfig) -> FederationConfig:
         """`fed` with num-clients = the connected SuperNodes (what sampling draws from)."""
@@ -54,3 +64,20 @@ class NodeDealer:
             addressed_copy(template, self.node_ids[k], **{"server-round": server_round})
             for k in clients
         ]
+
+
+def dp_population_error(clients_per_round: int, delta: float, num_nodes: int) -> str | None:
+    """Why central DP cannot run over `num_nodes` SuperNodes (None if it can): Poisson
+    sampling at rate clients-per-round / nodes needs a rate <= 1, and delta < 1/nodes."""
+    if clients_per_round > num_nodes:
+        return (
+            f"clients-per-round ({clients_per_round}) exceeds the {num_nodes} connected "
+            "SuperNodes, the population central DP samples from in a deployment; lower "
+            "clients-per-round or start more SuperNodes"
+        )
+    if delta >= 1.0 / num_nodes:
+        return (
+            f"delta ({delta:g}) must be < 1/connected SuperNodes ({1.0 / num_nodes:g}); "
+            "lower delta or start more SuperNodes"
+        )
+    return None

@@ -11,16 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from logging import WARNING
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import psutil
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from clients.attacks import apply_collusion
 from learning.config import ExperimentConfig
+from learning.defence_bounds import defence_bound_error
 from learning.training import initial_weights
 from privacy.accounting import check_secagg_clipping, privacy_row, wrap_private
 from privacy.central_dp import CentralDP
@@ -116,9 +119,7 @@ def run_rounds(
     dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
     # Privacy is accounted over the population actually sampled from.
     private_cfg = (
-        cfg.replace(num_clients=len(dealer.node_ids))
-        if dealer is not None and cfg.privacy.dp == "central"
-        else cfg
+        dealer.private_config(cfg) if dealer is not None and cfg.privacy.dp == "central" else cfg
     )
     # The server's secret (central DP only): the Poisson draw and the noise come from it.
     key = server_key(cfg, run_dir)
@@ -191,7 +192,7 @@ def run_rounds(
                     break
         good.sort(key=_reply_pid)
         valid.sort(key=_reply_pid)
-        valid = apply_collusion(cfg, valid)
+        valid = apply_collusion(cfg, valid, arrays.to_numpy_ndarrays())
         useful = [m for m in valid if int(m.content["metrics"]["num-examples"]) > 0]
         pids = sorted(tried)
         t1 = time.perf_counter()
@@ -206,14 +207,14 @@ def run_rounds(
             [m.content["arrays"].to_numpy_ndarrays for m in valid if "arrays" in m.content],
         )
         t_health = time.perf_counter()
-        new_arrays = None
+        new_arrays, bound = None, None
         if secure_mean is not None:
             new_arrays = secure.aggregate(strategy, rnd, secure_mean, before, len(valid))
         elif isinstance(strategy, CentralDP):
             # Released even with no update to add (nobody answered, or SecAgg+ halted):
             # noise only, so every round is one accounted release.
             new_arrays, _ = strategy.aggregate_train(rnd, [] if secure else useful)
-        elif secure is None and useful and enough:
+        elif secure is None and useful and enough and not (bound := round_bound(cfg, rnd, useful)):
             new_arrays, _ = strategy.aggregate_train(rnd, useful)
         if new_arrays is not None:
             arrays = _cast_like(new_arrays, dtypes)
@@ -240,6 +241,8 @@ def run_rounds(
             rejected_updates=rejected,
             retries=attempts,
             skipped=new_arrays is None,
+            skip_reason=bound
+            or ("no aggregate: too few usable replies" if new_arrays is None else None),
             bytes_sent=sent,
             bytes_received=received,
             train_seconds=round(t1 - t0, 4),
@@ -258,6 +261,17 @@ def run_rounds(
     result.weights = arrays.to_numpy_ndarrays()
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def round_bound(cfg: ExperimentConfig, rnd: int, replies: list[Message]) -> str | None:
+    """Why this round's replies cannot meet the defence's bound (None if they can),
+    warned loudly: crashes, Poisson sampling and deadlines shrink n below what the
+    config was checked for, and an aggregate then would be silently unprotected."""
+    s = cfg.strategy
+    reason = defence_bound_error(s.strategy, len(replies), s.num_malicious, s.trim_beta)
+    if reason:
+        log(WARNING, "round %d skipped (no aggregation): %s", rnd, reason)
+    return reason
 
 
 def _cast_like(record: ArrayRecord, dtypes: list[np.dtype]) -> ArrayRecord:

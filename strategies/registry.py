@@ -64,8 +64,13 @@ STRATEGIES: dict[str, Builder] = {
     "fedadagrad": lambda c, n: fl.FedAdagrad(
         **_common(n), eta=c.strategy.server_lr, eta_l=c.train.lr, tau=c.strategy.tau
     ),
+    # q-FFL weights client k by F_k(w^t), the loss of the model it received (Li et al.
+    # 2020), which the client measures before training (clients/app.py).
     "qfedavg": lambda c, n: fl.QFedAvg(
-        client_learning_rate=c.train.lr, q=c.strategy.q, train_loss_key="train-loss", **_common(n)
+        client_learning_rate=c.train.lr,
+        q=c.strategy.q,
+        train_loss_key="received-loss",
+        **_common(n),
     ),
     "fedmedian": lambda c, n: fl.FedMedian(**_common(n)),
     "fedtrimmedavg": lambda c, n: fl.FedTrimmedAvg(**_common(n), beta=c.strategy.trim_beta),
@@ -83,7 +88,7 @@ STRATEGIES: dict[str, Builder] = {
     ),
     "fednova": lambda c, n: FedNova(
         **_common(n),
-        momentum=c.train.momentum if c.train.optimizer == "sgd" else 0.0,
+        momentum=c.train.momentum,  # optimizer = "sgd": config refuses adam with FedNova
         server_lr=c.strategy.server_lr,
     ),
     "feddyn": lambda c, n: FedDyn(

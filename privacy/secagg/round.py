@@ -8,14 +8,17 @@ as FedAvg does, with `max_weight` the largest shard so that no weight overflows.
 
 from __future__ import annotations
 
+from logging import WARNING
+
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.common.logger import log
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from learning.config import ExperimentConfig
-from learning.errors import AggregationError, ConfigError
+from learning.errors import ConfigError
 from learning.secagg_plan import max_round_size, secagg_plan
 from learning.streams import Tag, generator
 from privacy.central_dp import CentralDP, single_reply
@@ -32,11 +35,11 @@ class SecureSender:
 
     def run(self, grid: Grid, messages: list[Message], rnd: int) -> SecAggOutcome:
         p, fed = self.cfg.privacy, self.cfg.federation
-        if len(messages) > self.num_nodes:
-            raise AggregationError(
-                f"round {rnd} sampled {len(messages)} clients but only {self.num_nodes} "
-                "SuperNodes run; SecAgg+ needs one node per client"
-            )
+        if reason := oversized_round(rnd, len(messages), self.num_nodes):
+            # A rare Poisson draw beyond the plan: this round releases noise only (as a
+            # halted round does) instead of aborting the run.
+            log(WARNING, "%s", reason)
+            return SecAggOutcome(mean=None, reason=reason)
         if self.uniform:
             for m in messages:
                 m.content["config"] = ConfigRecord({**m.content["config"], WEIGHT_KEY: 1})
@@ -85,6 +88,16 @@ class SecureSender:
             weights = [b.astype(np.float64) + m for b, m in zip(before, mean, strict=True)]
             new, _ = strategy.aggregate_train(rnd, [single_reply(weights, dtypes)])
         return new
+
+
+def oversized_round(rnd: int, sampled: int, num_nodes: int) -> str | None:
+    """Why a round of `sampled` clients cannot run SecAgg+ on `num_nodes` SuperNodes."""
+    if sampled <= num_nodes:
+        return None
+    return (
+        f"round {rnd} sampled {sampled} clients but only {num_nodes} SuperNodes run; "
+        "SecAgg+ needs one node per client, so the round aggregates nothing"
+    )
 
 
 def _shard_sizes(cfg: ExperimentConfig) -> list[int]:

@@ -79,3 +79,23 @@ def test_whole_client_app_with_its_mods_passes_an_honest_scaffold_reply(tmp_path
     reply = app(_message(cfg, pid=0, rnd=1, extra={SCAFFOLD_C_KEY: zeros}), context(7))
     assert not reply.has_error()
     assert set(reply.content.keys()) == {"arrays", "metrics", SCAFFOLD_DC_KEY}
+
+
+def test_qfedavg_client_reports_the_loss_of_the_model_it_received():
+    """q-FFL weights client k by F_k(w^t): the received model's loss on its own data,
+    not the running mean of the loss during local training (Li et al. 2020, eq. 4)."""
+    from learning.federated_data import client_shard
+    from learning.training import get_trainer, to_float_images
+    from strategies.registry import build_strategy
+
+    cfg = build_config(None, [*SMALL, 'strategy="qfedavg"'])
+    assert build_strategy(cfg, 2).train_loss_key == "received-loss"
+    reply = train(_message(cfg, pid=1, rnd=1), context(7))
+    metrics = reply.content["metrics"]
+    x, y = client_shard(cfg, 1)
+    weights = initial_weights("mlp", (28, 28, 1), 10, seed=0)
+    want, _ = get_trainer("mlp", (28, 28, 1), 10).evaluate(weights, to_float_images(x), y)
+    assert metrics["received-loss"] == pytest.approx(want, rel=1e-6)
+    assert metrics["received-loss"] != pytest.approx(metrics["train-loss"], rel=1e-3)
+    plain = train(_message(build_config(None, SMALL), pid=1, rnd=1), context(7))
+    assert "received-loss" not in plain.content["metrics"]

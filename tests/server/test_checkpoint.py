@@ -23,6 +23,7 @@ class FakeStrategy:
 def test_round_trip(tmp_path):
     s = FakeStrategy()
     rows = [{"round": 1, "accuracy": 0.5}, {"round": 2, "accuracy": 0.6}]
+    (tmp_path / "metrics.jsonl").write_text('{"round": 1, "accuracy": 0.5}\n')
     save_checkpoint(tmp_path, 2, [np.ones(3, np.float32)], s, rows)
     ck = load_checkpoint(tmp_path)
     assert ck.round == 2 and ck.rows == rows
@@ -62,3 +63,41 @@ def test_a_dp_wrapper_checkpoints_its_own_and_its_strategys_state(tmp_path):
     restore_strategy(fresh, load_checkpoint(tmp_path).state)
     assert fresh.clipping_norm == 0.42 and fresh.releases == 7
     np.testing.assert_array_equal(fresh.inner.momentum_vector[0], np.full(3, 2.5))
+
+
+def _loop_like(run_dir, rounds: int, kill_after_checkpoint: bool = False) -> list[dict]:
+    """What the loop does each round: checkpoint, then append the row to metrics.jsonl."""
+    from server.run_dir import RunRecorder
+
+    recorder, rows = RunRecorder(run_dir), []
+    for rnd in range(1, rounds + 1):
+        rows.append({"round": rnd, "accuracy": rnd / 100, "skip_reason": None})
+        save_checkpoint(run_dir, rnd, [np.full(3, rnd, np.float32)], FakeStrategy(), rows)
+        if not (kill_after_checkpoint and rnd == rounds):
+            recorder.append_metrics(rows[-1])
+    return rows
+
+
+def test_checkpoint_holds_no_past_rows_and_resume_restores_them(tmp_path):
+    import json
+
+    rows = _loop_like(tmp_path, 30)
+    with np.load(tmp_path / "checkpoint.npz") as data:
+        meta = json.loads(str(data["meta"]))
+    assert "rows" not in meta and meta["num_rows"] == 30 and meta["last_row"] == rows[-1]
+    assert load_checkpoint(tmp_path).rows == rows
+
+
+def test_resume_rows_survive_a_kill_between_checkpoint_and_metrics_line(tmp_path):
+    rows = _loop_like(tmp_path, 5, kill_after_checkpoint=True)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"round": 5, "accur')  # a torn line past the checkpointed rows
+    assert load_checkpoint(tmp_path).rows == rows
+
+
+def test_metrics_shorter_than_the_checkpoint_is_a_clear_error(tmp_path):
+    _loop_like(tmp_path, 4)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "metrics.jsonl").write_text(lines[0] + "\n")
+    with pytest.raises(ConfigError, match="metrics.jsonl"):
+        load_checkpoint(tmp_path)

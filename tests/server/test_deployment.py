@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from clients.app import node_local_config, worker_node
@@ -89,3 +90,34 @@ def test_node_local_config_uses_the_nodes_own_split():
 
 def test_worker_node_names_the_supernode_in_48_bits():
     assert worker_node(_context({})) == (2**63 + 5) & (2**48 - 1)
+
+
+def test_central_dp_over_too_few_supernodes_is_refused_before_round_one():
+    from server.deployment import dp_population_error
+
+    assert dp_population_error(10, 1e-5, 10) is None
+    assert "exceeds the 3 connected SuperNodes" in dp_population_error(10, 1e-5, 3)
+    assert "delta" in dp_population_error(2, 0.5, 3)
+    cfg = ExperimentConfig.from_flat({"dp": "central", "clients-per-round": 10, "num-clients": 100})
+    dealer = NodeDealer(_Grid([5, 6, 7]))
+    try:
+        dealer.private_config(cfg)
+    except ConfigError as exc:
+        assert "clients-per-round (10) exceeds the 3 connected SuperNodes" in str(exc)
+    else:
+        raise AssertionError("should refuse")
+    ok = ExperimentConfig.from_flat({"dp": "central", "clients-per-round": 2, "delta": 1e-3})
+    assert dealer.private_config(ok).federation.num_clients == 3
+
+
+def test_a_poisson_round_larger_than_the_secagg_nodes_releases_noise_only():
+    from server.secure_send import SecureSender, oversized_round
+
+    assert oversized_round(4, 5, 5) is None
+    assert "sampled 6 clients but only 5" in oversized_round(4, 6, 5)
+    cfg = ExperimentConfig.from_flat(
+        {"dp": "central", "secure-aggregation": True, "clients-per-round": 3, "num-clients": 50}
+    )
+    arrays = ArrayRecord([np.zeros(2, np.float32)])
+    outcome = SecureSender(cfg, 2).run(_Grid([1, 2]), _train_messages([1, 2, 3], arrays), 4)
+    assert outcome.mean is None and "SecAgg+ needs one node per client" in outcome.reason

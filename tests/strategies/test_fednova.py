@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learning.config import ExperimentConfig
-from learning.errors import AggregationError
+from learning.errors import AggregationError, ConfigError
 from strategies.fednova import FedNova, fednova_aggregate, fednova_normaliser
 from strategies.registry import build_strategy
 
@@ -151,5 +151,5 @@ def test_registry_builds_fednova():
     strategy = build_strategy(cfg, 3)
     assert isinstance(strategy, FedNova)
     assert strategy.momentum == 0.9 and strategy.server_lr == 0.5
-    adam = build_strategy(cfg.replace(optimizer="adam"), 3)
-    assert adam.momentum == 0.0
+    with pytest.raises(ConfigError, match="assumes local SGD steps"):  # its a_i counts SGD steps
+        cfg.replace(optimizer="adam")
