@@ -111,7 +111,7 @@ def test_central_dp_over_too_few_supernodes_is_refused_before_round_one():
 
 
 def test_a_poisson_round_larger_than_the_secagg_nodes_releases_noise_only():
-    from server.secure_send import SecureSender, oversized_round
+    from privacy.secagg.round import SecureSender, oversized_round
 
     assert oversized_round(4, 5, 5) is None
     assert "sampled 6 clients but only 5" in oversized_round(4, 6, 5)
