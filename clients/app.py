@@ -22,6 +22,7 @@ from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
 from learning.federated_data import client_shard, dataset_for, task_shard
 from learning.scenarios import client_task
+from learning.streams import Tag, generator
 from learning.training import (
     LocalTrainConfig,
     configure_threads,
@@ -130,7 +131,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     received_loss = None
     if cfg.strategy.strategy == "qfedavg":  # q-FFL's F_k(w^t): one evaluate pass first
         received_loss, _ = trainer.evaluate(weights, to_float_images(x), y)
-    rng = np.random.default_rng([cfg.federation.seed, server_round, pid])
+    rng = generator(cfg.federation.seed, Tag.LOCAL_TRAIN, server_round, pid)
     algorithm = STATEFUL.get(cfg.strategy.strategy)
     state = algorithm(cfg, pid, server_round, msg, weights) if algorithm else None
     result = trainer.train(
@@ -161,7 +162,7 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         metrics["received-loss"] = float(received_loss)
     sent = result.weights
     if malicious:
-        noise = np.random.default_rng([seed, server_round, pid, 7005])
+        noise = generator(seed, Tag.ATTACK_NOISE, server_round, pid)
         sent = poison_update(
             faults.attack, weights, sent, faults.attack_scale, faults.attack_sigma, noise
         )

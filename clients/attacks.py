@@ -1,7 +1,7 @@
 """Hostile and failing clients, as pure functions of (seed, round, client).
 
 Which clients are malicious is fixed by the seed; whether a client crashes, straggles
-or returns NaN in a round is drawn from `default_rng([seed, round, client, salt])`, so a
+or returns NaN in a round is drawn from the (seed, round, client, kind) stream, so a
 resumed or repeated run sees the same behaviour. Update-level attacks act on the
 trained weights y given the received global weights x:
 
@@ -39,9 +39,9 @@ import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from learning.config import ExperimentConfig
+from learning.streams import Tag, fault_kind, generator
 
 Arrays = list[np.ndarray]
-_SALT = {"malicious": 7001, "crash": 7002, "straggler": 7003, "nan": 7004, "noise": 7005}
 
 
 def malicious_clients(seed: int, num_clients: int, fraction: float) -> frozenset[int]:
@@ -49,7 +49,7 @@ def malicious_clients(seed: int, num_clients: int, fraction: float) -> frozenset
     k = int(round(fraction * num_clients))
     if k == 0:
         return frozenset()
-    rng = np.random.default_rng([seed, _SALT["malicious"]])
+    rng = generator(seed, Tag.MALICIOUS)
     return frozenset(int(c) for c in rng.choice(num_clients, size=k, replace=False))
 
 
@@ -64,7 +64,7 @@ def is_malicious(cfg: ExperimentConfig, pid: int) -> bool:
 
 def fault_draw(seed: int, rnd: int, pid: int, kind: str) -> float:
     """A uniform [0, 1) number for one client, round and kind of fault."""
-    return float(np.random.default_rng([seed, rnd, pid, _SALT[kind]]).random())
+    return float(generator(seed, Tag.FAULT, rnd, pid, fault_kind(kind)).random())
 
 
 def flip_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
