@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learning.config_schema import check_value
 from learning.errors import ConfigError, DataError
 from learning.idx import read_idx
 
@@ -30,7 +31,6 @@ CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
-COLORS = ("grey", "rgb")
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
@@ -477,15 +477,8 @@ def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "
     loader = DATASETS.get(name)
     if loader is None:
         raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-    if color not in COLORS:
-        raise ConfigError(f"color must be one of {list(COLORS)}, got {color!r}")
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, (int, np.integer))
-        or (image_size < 1)
-    ):
-        raise ConfigError(f"image-size must be an integer >= 1, got {image_size!r}")
-    image_size = int(image_size)
+    color = check_value("color", color)  # the config's rules (config_schema.py)
+    image_size = check_value("image-size", image_size)
     path = str(path) if path else ""
     where = str(Path(path).expanduser().resolve()) if path and name != "fashion-mnist" else ""
     shaped = name == "image-folder"

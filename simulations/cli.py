@@ -36,9 +36,7 @@ def _default_out(cfg: ExperimentConfig) -> Path:
 def preflight(cfg: ExperimentConfig) -> None:
     """Catch every name and data problem before anything is written or started."""
     from learning.federated_data import dataset_for, partitions_for
-    from strategies.registry import check_strategy_name
 
-    check_strategy_name(cfg.strategy.strategy)
     dataset_for(cfg)
     partitions_for(cfg)
     if cfg.privacy.dp == "central":

@@ -468,7 +468,7 @@ def run(
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {str(out)!r} already exists and is not empty")
     run_config = files.root / "run-config.toml"
-    run_config.write_text(to_toml(cfg.to_flat()))
+    run_config.write_text(to_toml(cfg.to_nested()))  # Flower checks keys against pyproject's tables
     started = time.monotonic()
     text = _flwr(
         ["run", str(app), CONNECTION, "--run-config", str(run_config), "--format", "json"], files

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from flwr.common.config import flatten_dict
 from helpers import ROOT, free_port, run_cli
 
 from learning.config import key_spec
@@ -44,8 +45,9 @@ def _exited(entry: dict, timeout: float) -> bool:
 def test_flower_app_declares_every_config_key():
     """`flwr run --run-config` refuses keys the app does not declare."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = pyproject["tool"]["flwr"]["app"]["config"]
-    assert sorted(declared) == sorted(key_spec())
+    declared = flatten_dict(pyproject["tool"]["flwr"]["app"]["config"])
+    spec = key_spec()
+    assert sorted(declared) == sorted(f"{spec[k][0]}.{k}" for k in spec)
 
 
 @pytest.mark.slow
