@@ -10,17 +10,13 @@ because learning/ may not import strategies/.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from learning.config_schema import SUM_ONLY_STRATEGIES
+from learning.config_schema import SUM_ONLY_STRATEGIES, Sections
 from learning.datasets import DATASETS
 from learning.errors import ConfigError
 from learning.models import MODELS
 from learning.partition import PARTITIONERS
 from learning.secagg_plan import max_round_size, secagg_plan
-
-if TYPE_CHECKING:
-    from learning.config import ExperimentConfig
 
 _STRATEGY_NAMES: set[str] = set()
 
@@ -49,7 +45,7 @@ def check_name(key: str, kind: str, value: str) -> None:
         raise ConfigError(f"unknown {key} {value!r}; expected one of {names}")
 
 
-def check_combinations(cfg: ExperimentConfig) -> None:
+def check_combinations(cfg: Sections) -> None:
     """Refuse combinations of keys that would not run, or not mean what they say."""
     fed = cfg.federation
     if fed.clients_per_round > fed.num_clients:
@@ -65,7 +61,7 @@ def check_combinations(cfg: ExperimentConfig) -> None:
     _check_continual(cfg)
 
 
-def _check_continual(cfg: ExperimentConfig) -> None:
+def _check_continual(cfg: Sections) -> None:
     cl = cfg.continual
     if cl.scenario == "none":
         if cl.cl_method != "finetune":
@@ -105,7 +101,7 @@ def _check_continual(cfg: ExperimentConfig) -> None:
         )
 
 
-def _check_privacy(cfg: ExperimentConfig) -> None:
+def _check_privacy(cfg: Sections) -> None:
     """Refuse privacy settings that would not mean what they say."""
     p, fed, name = cfg.privacy, cfg.federation, cfg.strategy.strategy
     if p.dp == "central":
@@ -159,7 +155,7 @@ def _check_privacy(cfg: ExperimentConfig) -> None:
             )
 
 
-def rounds_per_task(cfg: ExperimentConfig) -> int:
+def rounds_per_task(cfg: Sections) -> int:
     """Rounds each task lasts on the schedule's clock (the `rounds-per-task` key or auto)."""
     cl = cfg.continual
     return cl.rounds_per_task or max(1, cfg.federation.rounds // cl.num_tasks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from learning.errors import ConfigError
 
@@ -189,6 +189,20 @@ SECTIONS = {
     "privacy": PrivacyConfig,
     "continual": ContinualConfig,
 }
+
+
+class Sections(Protocol):
+    """What checks need of an experiment: its sections (ExperimentConfig in config.py is
+    one). Typed here so config_checks.py needs no import of config.py, which imports it."""
+
+    data: DataConfig
+    train: TrainConfig
+    federation: FederationConfig
+    strategy: StrategyConfig
+    attack: AttackConfig
+    runtime: RuntimeConfig
+    privacy: PrivacyConfig
+    continual: ContinualConfig
 
 
 def key_spec() -> dict[str, tuple[str, dataclasses.Field]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import learning  # noqa: F401  (privacy defaults: telemetry off)
 from learning.config import ExperimentConfig, build_config, key_spec
 from learning.errors import ConfigError, PerennialError
+from simulations.run_output import preflight, print_summary, write_run_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,18 +32,6 @@ def _default_out(cfg: ExperimentConfig) -> Path:
         n += 1
         out = Path(f"{base}-{n}")
     return out
-
-
-def preflight(cfg: ExperimentConfig) -> None:
-    """Catch every name and data problem before anything is written or started."""
-    from learning.federated_data import dataset_for, partitions_for
-
-    dataset_for(cfg)
-    partitions_for(cfg)
-    if cfg.privacy.dp == "central":
-        from server.privacy import check_central_dp
-
-        check_central_dp(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -83,29 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     summary["peak_rss_mb"] = round(mem.peak_mb, 1)  # this process and its children (Ray)
     RunRecorder(out).write_summary(summary)
-    _write_report([out], out / "report.html")
-    _print_summary(summary, out)
+    write_run_report([out], out / "report.html")
+    print_summary(summary, out)
     return 0
-
-
-def _print_summary(summary: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="perennial run")
-    table.add_column("final accuracy")
-    table.add_column("best accuracy")
-    table.add_column("rounds")
-    table.add_column("wall time")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    table.add_row(
-        fmt(summary.get("final_accuracy")),
-        f"{fmt(summary.get('best_accuracy'))} (round {summary.get('best_round')})",
-        str(summary.get("rounds_completed")),
-        f"{summary.get('wall_seconds', 0):.1f} s",
-    )
-    Console().print(table)
-    print(f"results: {out}")
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -142,16 +111,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from simulations.privacy_plot import plot_privacy
 
         plot_privacy(table, out / "privacy.png")
-    _write_report(sorted((out / "cells").iterdir()), out / "report.html")
+    write_run_report(sorted((out / "cells").iterdir()), out / "report.html")
     print((out / "results.md").read_text())
     print(f"results: {out}/results.md, results.csv, accuracy.png, report.html")
     return 0
-
-
-def _write_report(run_dirs: list[Path], path: Path) -> None:
-    from simulations.report import write_report
-
-    write_report([d for d in run_dirs if (d / "metrics.jsonl").exists()], path)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from learning.errors import ConfigError
+from simulations.run_output import preflight, print_summary, write_run_report
 
 
 def _out(args: argparse.Namespace) -> Path:
@@ -22,12 +23,10 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def _report(summary: dict, out: Path) -> None:
-    from simulations.cli import _print_summary, _write_report
-
-    _write_report([out], out / "report.html")
+    write_run_report([out], out / "report.html")
     per_node = summary.get("updates_per_node", {})
     print(f"perennial: run {summary.get('run_id')} trained on {len(per_node)} SuperNodes")
-    _print_summary(summary, out)
+    print_summary(summary, out)
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -58,7 +57,6 @@ def cmd_supernodes(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simulations.cli import preflight
     from simulations.deploy import DeployFiles, deployment_config, read_state, run
 
     state = read_state(DeployFiles(Path(args.dir).resolve()))
@@ -83,7 +81,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from simulations.cli import preflight
     from simulations.deploy import deployment_config, local
 
     out = _out(args)
