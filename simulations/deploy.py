@@ -58,9 +58,9 @@ def _bin(name: str) -> str:
 
 def _vendored_data_dir() -> str | None:
     try:
-        from learning.datasets import _vendored_fashion_mnist
+        from learning.datasets import vendored_fashion_mnist
 
-        return str(_vendored_fashion_mnist())
+        return str(vendored_fashion_mnist())
     except PerennialError:
         return None
 
