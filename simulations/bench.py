@@ -293,39 +293,14 @@ def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_grid(grid: Grid, out: Path) -> None:
     """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
-    import numpy as np
+    from server.plots.bench import plot_grid_curves
 
-    from server.plots import pyplot
-
-    plt = pyplot()
-
-    groups = list(dict.fromkeys(c.group for c in grid.cells))
-    variants = list(dict.fromkeys(c.variant for c in grid.cells))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    for ax, group in zip(axes[0], groups, strict=True):
-        for i, variant in enumerate(variants):
-            curves = []
-            for cell in grid.cells:
-                if cell.group == group and cell.variant == variant:
-                    rows = read_metrics(out / "cells" / cell.label)
-                    acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
-                    if acc:
-                        curves.append(acc)
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            arr = np.array([c[:n] for c in curves])
-            x = np.arange(1, n + 1)
-            colour = cmap(i % 20)
-            ax.plot(x, arr.mean(axis=0), label=variant, color=colour, linewidth=1.4)
-            if len(curves) > 1:
-                ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=colour, alpha=0.15)
-        ax.set_title(group)
-        ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=110)
-    plt.close(fig)
+    panels: dict[str, dict[str, list[list[float]]]] = {}
+    for cell in grid.cells:
+        rows = read_metrics(out / "cells" / cell.label)
+        acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        variants = panels.setdefault(cell.group, {})
+        seeds = variants.setdefault(cell.variant, [])
+        if acc:
+            seeds.append(acc)
+    plot_grid_curves(panels, out / "accuracy.png")

@@ -108,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     write_tables(table, out, grid.target_accuracy)
     plot_grid(grid, out)
     if any(r.get("epsilon") is not None for r in table):
-        from simulations.privacy_plot import plot_privacy
+        from server.plots.privacy_tradeoff import plot_privacy
 
         plot_privacy(table, out / "privacy.png")
     write_run_report(sorted((out / "cells").iterdir()), out / "report.html")
