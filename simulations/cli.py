@@ -1,5 +1,5 @@
 """`perennial` command line: run, bench, report, perf, keys, and deploy (a real Flower
-deployment; see simulations/deploy_cli.py).
+deployment; see simulations/deployment/cli.py).
 
 Every user mistake surfaces as one line on stderr and exit code 2.
 """
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     keys = sub.add_parser("keys", help="list config keys with defaults")
     keys.set_defaults(func=cmd_keys)
-    from simulations.deploy_cli import add_deploy_parser
+    from simulations.deployment.cli import add_deploy_parser
 
     add_deploy_parser(sub, _Parser)
     return p

@@ -18,8 +18,8 @@ from flwr.common.config import flatten_dict
 from helpers import ROOT, free_port, run_cli
 
 from learning.config import key_spec
-from simulations import deploy
-from simulations.certs import DeployFiles, make_node_key, make_tls
+from simulations import deployment as deploy
+from simulations.deployment.certs import DeployFiles, make_node_key, make_tls
 
 SMALL = [
     "rounds=2",
@@ -35,7 +35,7 @@ SMALL = [
 def _exited(entry: dict, timeout: float) -> bool:
     """Whether the process ended within `timeout` s (it may already be reaped)."""
     deadline = time.monotonic() + timeout
-    while deploy._alive(entry) is not None:
+    while deploy.alive(entry) is not None:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -106,7 +106,7 @@ def test_tls_deployment_trains_and_refuses_strangers(tmp_path):
             deploy.down(files.root)
     state = deploy.read_state(files)
     assert not state.get("supernodes") and not state.get("superlink")
-    assert all(deploy._alive(e) is None for e in [*started, *refused])
+    assert all(deploy.alive(e) is None for e in [*started, *refused])
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def _report(summary: dict, out: Path) -> None:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from simulations.deploy import certs
+    from simulations.deployment import certs
 
     files = certs(Path(args.dir), args.nodes, args.host)
     print(f"perennial: CA {files.ca}, SuperLink certificate {files.server_cert}")
@@ -39,7 +39,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_superlink(args: argparse.Namespace) -> int:
-    from simulations.deploy import superlink
+    from simulations.deployment import superlink
 
     entry = superlink(Path(args.dir), args.host, args.port, args.timeout)
     print(f"perennial: SuperLink on {entry['address']} (pid {entry['pid']}, log {entry['log']})")
@@ -48,7 +48,7 @@ def cmd_superlink(args: argparse.Namespace) -> int:
 
 
 def cmd_supernodes(args: argparse.Namespace) -> int:
-    from simulations.deploy import supernodes
+    from simulations.deployment import supernodes
 
     entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout, args.index)
     for e in entries:
@@ -57,7 +57,7 @@ def cmd_supernodes(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simulations.deploy import DeployFiles, deployment_config, read_state, run
+    from simulations.deployment import DeployFiles, deployment_config, read_state, run
 
     state = read_state(DeployFiles(Path(args.dir).resolve()))
     nodes = int(state.get("nodes") or 0)
@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from simulations.deploy import down
+    from simulations.deployment import down
 
     stopped = down(Path(args.dir))
     print(f"perennial: stopped {len(stopped)} processes {stopped}")
@@ -81,7 +81,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from simulations.deploy import deployment_config, local
+    from simulations.deployment import deployment_config, local
 
     out = _out(args)
     if args.nodes < 1:
