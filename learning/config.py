@@ -59,6 +59,7 @@ __all__ = [
     "canonical_key",
     "check_value",
     "config_values",
+    "flat_values",
     "key_spec",
     "load_toml",
     "parse_override",

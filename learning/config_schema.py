@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Protocol
 
 from learning.errors import ConfigError
@@ -288,8 +289,8 @@ def coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
         value = float(value)
     if want is int and isinstance(value, float) and value.is_integer():
         value = int(value)
-    if want is int and not isinstance(value, bool) and type(value).__module__ == "numpy":
-        value = int(value) if float(value).is_integer() else value
+    if want is int and isinstance(value, Integral) and not isinstance(value, (bool, int)):
+        value = int(value)  # NumPy integers, as the loaders may be handed
     if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
         example = f"{key}={f.default!r}" if want is not str else f'{key}="{f.default}"'
         raise ConfigError(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig, read_toml
+from learning.config import SECTIONS, ExperimentConfig, canonical_key, flat_values, read_toml
 from learning.errors import ConfigError
 from server.run_dir import read_metrics, write_atomic
 
@@ -75,8 +75,8 @@ def load_grid(path: str | Path) -> Grid:
             f"grid file {str(p)!r}: unknown section {sorted(unknown)[0]!r}; "
             "expected [base], [axes], [[variant]], [bench]"
         )
-    base = data.get("base", {})
-    axes = data.get("axes", {})
+    base = _keys(data.get("base", {}))
+    axes = {canonical_key(k): v for k, v in data.get("axes", {}).items()}
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid axis {key!r} must be a non-empty list, got {values!r}")
@@ -90,7 +90,7 @@ def load_grid(path: str | Path) -> Grid:
     cells: list[Cell] = []
     names: set[str] = set()
     for variant in variants:
-        params = {k: v for k, v in variant.items() if k != "name"}
+        params = _keys({k: v for k, v in variant.items() if k != "name"})
         name = str(variant.get("name") or params.get("strategy") or base.get("strategy", "fedavg"))
         if name in names:
             raise ConfigError(f"grid variant name {name!r} appears twice; give each a name")
@@ -98,7 +98,7 @@ def load_grid(path: str | Path) -> Grid:
         for combo in itertools.product(*[vals for _, vals in other]) if other else [()]:
             chosen = [_axis_value(k, v) for (k, _), v in zip(other, combo, strict=True)]
             fixed = tuple((k, label) for (k, _), (label, _) in zip(other, chosen, strict=True))
-            overrides = {key: val for _, keys in chosen for key, val in keys.items()}
+            overrides = _keys({key: val for _, keys in chosen for key, val in keys.items()})
             for seed in seeds or [None]:
                 values = {**base, **overrides, **params}
                 if seed is not None:
@@ -106,6 +106,18 @@ def load_grid(path: str | Path) -> Grid:
                 ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
     return Grid(cells, float(target))
+
+
+def _keys(table: dict[str, Any]) -> dict[str, Any]:
+    """A grid table's keys in canonical flat form: flat, `section.key`, or section
+    sub-tables (`[base.train] lr = 0.1`) all name the same key."""
+    dotted: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            dotted.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            dotted[key] = value
+    return flat_values(dotted)
 
 
 def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:
