@@ -39,13 +39,31 @@ from privacy.secagg.client_mod import secure_aggregation_mod
 app = ClientApp(mods=[fixed_errors_mod, secure_aggregation_mod, weights_only_mod, privacy_mod])
 
 
+_SPEC = key_spec()
+_CONFIGS: dict[tuple, ExperimentConfig] = {}
+_CONFIGS_KEPT = 4  # runs (or config changes) remembered per worker process
+
+
 def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:
-    """Validated experiment config plus the per-message extras (round, partition)."""
+    """Validated experiment config plus the per-message extras (round, partition).
+
+    The config is built once per process per run: it is cached under the run id and the
+    message's experiment keys. Keys that change per message (`partition-id`,
+    `server-round`, the clipping norm the server stamps each round) are not experiment
+    keys, so they go to `extras` and never miss the cache; a change to any experiment
+    key is a new cache entry, so a stale config is never returned.
+    """
     record = msg.content["config"]
-    spec = key_spec()
-    flat = {k: v for k, v in record.items() if k in spec}
-    extras = {k: v for k, v in record.items() if k not in spec}
-    return ExperimentConfig.from_flat(flat), extras
+    flat = {k: v for k, v in record.items() if k in _SPEC}
+    extras = {k: v for k, v in record.items() if k not in _SPEC}
+    key = (msg.metadata.run_id, tuple(sorted(flat.items())))
+    cfg = _CONFIGS.get(key)
+    if cfg is None:
+        cfg = ExperimentConfig.from_flat(flat)
+        if len(_CONFIGS) >= _CONFIGS_KEPT:
+            _CONFIGS.pop(next(iter(_CONFIGS)))
+        _CONFIGS[key] = cfg
+    return cfg, extras
 
 
 def partition_id_for(extras: dict, context: Context) -> int:

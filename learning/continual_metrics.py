@@ -82,3 +82,20 @@ def continual_summary(
         "forgetting": _finite_or_none(forgetting(m)),
         "bwt": _finite_or_none(backward_transfer(m)),
     }
+
+
+def matrix_metrics(m: np.ndarray) -> dict[str, float | None]:
+    """The three metrics of a possibly ragged matrix (its square part), None where they do
+    not exist: forgetting and BWT need two tasks; an all-NaN part gives None."""
+    m = np.asarray(m, dtype=float)
+    t = min(m.shape)
+    square = m[:t, :t]
+
+    def finite(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return {
+        "average_accuracy": finite(average_accuracy(square)),
+        "forgetting": finite(forgetting(square)) if t >= 2 else None,
+        "bwt": finite(backward_transfer(square)) if t >= 2 else None,
+    }

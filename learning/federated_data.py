@@ -13,6 +13,13 @@ import numpy as np
 from learning.config import DataConfig, ExperimentConfig
 from learning.datasets import Dataset, load_dataset, subset
 from learning.partition import label_histograms, partition_as_configured
+from learning.scenarios import (
+    drift_kind,
+    drift_level,
+    task_partition,
+    task_test_examples,
+)
+from learning.streams import Tag, generator
 
 
 @lru_cache(maxsize=4)
@@ -61,22 +68,20 @@ def _task_cfg(cfg: ExperimentConfig) -> ExperimentConfig:
 
 @lru_cache(maxsize=16)
 def _task_partitions(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, ...]:
-    from learning.scenarios import task_partition
-
-    return tuple(task_partition(cfg, dataset_for(cfg).y_train, task))
+    ds = dataset_for(cfg)
+    return tuple(task_partition(cfg, ds.y_train, task, ds.num_classes))
 
 
 @lru_cache(maxsize=256)
 def _task_shard(cfg: ExperimentConfig, pid: int, task: int) -> tuple[np.ndarray, np.ndarray]:
     from learning.drift import apply_drift
-    from learning.scenarios import TASK_SEED, drift_kind, drift_level
 
     ds = dataset_for(cfg)
     idx = _task_partitions(cfg, task)[pid]
     x, y = ds.x_train[idx], ds.y_train[idx]
     if cfg.continual.scenario == "domain-incremental":
         kind = drift_kind(cfg, pid % cfg.continual.drift_groups)
-        rng = np.random.default_rng([cfg.federation.seed, TASK_SEED, task, pid, 0])
+        rng = generator(cfg.federation.seed, Tag.TASK_SHARD, task, pid)
         x = apply_drift(x, kind, drift_level(cfg, task), rng)
     x.setflags(write=False)
     return x, y
@@ -95,17 +100,16 @@ def task_shard(
 @lru_cache(maxsize=16)
 def _task_test(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray]:
     from learning.drift import apply_drift
-    from learning.scenarios import TASK_SEED, drift_kind, drift_level, task_test_examples
 
     ds = dataset_for(cfg)
-    idx = task_test_examples(cfg, ds.y_test, task)
+    idx = task_test_examples(cfg, ds.y_test, task, ds.num_classes)
     x, y = ds.x_test[idx], ds.y_test[idx]
     if cfg.continual.scenario == "domain-incremental":
         x = x.copy()
         groups = cfg.continual.drift_groups
         for g in range(groups):  # test example i is shown as drift group i % groups sees it
             rows = np.arange(g, len(x), groups)
-            rng = np.random.default_rng([cfg.federation.seed, TASK_SEED, task, g, 1])
+            rng = generator(cfg.federation.seed, Tag.TASK_GROUP, task, g)
             x[rows] = apply_drift(x[rows], drift_kind(cfg, g), drift_level(cfg, task), rng)
     x.setflags(write=False)
     return x, y

@@ -7,15 +7,17 @@ O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into 
 from __future__ import annotations
 
 from collections.abc import Callable
-from numbers import Integral, Real
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from learning.config_schema import check_value
 from learning.errors import ConfigError, DataError
+from learning.streams import Tag, generator
 
 if TYPE_CHECKING:
-    from learning.config import DataConfig
+    from learning.config_schema import DataConfig
 
 MAX_DIRICHLET_DRAWS = 100
 
@@ -227,14 +229,6 @@ def _check_int(key: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def _check_real(key: str, value: object, rule: str, ok: Callable[[float], bool]) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number {rule}, got {value!r}")
-    if not ok(float(value)):
-        raise ConfigError(f"{key} must be {rule}, got {value!r}")
-    return float(value)
-
-
 def _check_labels(labels: object) -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
@@ -268,15 +262,17 @@ def partition(
     if scheme is None:
         raise ConfigError(f"unknown partition {name!r}; expected one of {sorted(PARTITIONERS)}")
     y = _check_labels(labels)
+    # The config's own rules (config_schema.py), so a value is judged the same way here
+    # as in a config file.
     options = {
-        "alpha": _check_real("alpha", alpha, "> 0", lambda v: v > 0),
-        "min_shard_size": _check_int("min-shard-size", min_shard_size, 0),
-        "shards_per_client": _check_int("shards-per-client", shards_per_client, 1),
-        "classes_per_client": _check_int("classes-per-client", classes_per_client, 1),
-        "quantity_sigma": _check_real("quantity-sigma", quantity_sigma, ">= 0", lambda v: v >= 0),
+        "alpha": check_value("alpha", alpha),
+        "min_shard_size": check_value("min-shard-size", min_shard_size),
+        "shards_per_client": check_value("shards-per-client", shards_per_client),
+        "classes_per_client": check_value("classes-per-client", classes_per_client),
+        "quantity_sigma": check_value("quantity-sigma", quantity_sigma),
     }
-    k = _check_int("num-clients", num_clients, 1)
-    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    k = check_value("num-clients", num_clients)
+    rng = generator(check_value("seed", seed), Tag.PARTITION)
     return scheme(y, k, rng, **options)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from learning.config import DRIFT_NAMES, ExperimentConfig, rounds_per_task
 from learning.partition import partition_as_configured
+from learning.streams import Tag, generator
 
 TASK_SEED = 6151  # mixes the task into partition and drift seeds
 
@@ -29,7 +30,7 @@ def arrival_offset(seed: int, pid: int, spread: int) -> int:
     """Rounds client `pid` lags behind the schedule's clock (0..spread), fixed per seed."""
     if spread <= 0:
         return 0
-    return int(np.random.default_rng([seed, pid, 4242]).integers(0, spread + 1))
+    return int(generator(seed, Tag.ARRIVAL, pid).integers(0, spread + 1))
 
 
 def task_at(server_round: int, per_task: int, num_tasks: int, offset: int = 0) -> int:
@@ -77,38 +78,40 @@ def drift_level(cfg: ExperimentConfig, task: int) -> float:
     return 0.0 if t <= 1 else cfg.continual.drift_strength * task / (t - 1)
 
 
-def num_classes(cfg: ExperimentConfig) -> int:
-    """The dataset's class count (not the largest label seen: a test subset may miss one)."""
-    from learning.federated_data import dataset_for
-
-    return int(dataset_for(cfg).num_classes)
-
-
-def task_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.ndarray:
+def task_examples(
+    cfg: ExperimentConfig, labels: np.ndarray, task: int, num_classes: int
+) -> np.ndarray:
     """Sorted training indices into `labels` that belong to `task`.
+
+    `num_classes` is the dataset's class count (not the largest label seen: a subset may
+    miss one); the caller passes it so the schedule stays pure (no dataset loading).
 
     Domain-incremental chunks come from one permutation seeded by `seed` (the same for
     every task), so the tasks' examples are disjoint.
     """
     cl = cfg.continual
     if cl.scenario == "class-incremental":
-        groups = class_groups(num_classes(cfg), cl.num_tasks)
+        groups = class_groups(num_classes, cl.num_tasks)
         return np.flatnonzero(np.isin(labels, groups[task])).astype(np.int64)
-    order = np.random.default_rng([cfg.federation.seed, TASK_SEED]).permutation(len(labels))
+    order = generator(cfg.federation.seed, Tag.TASK_ORDER).permutation(len(labels))
     return np.sort(np.array_split(order, cl.num_tasks)[task]).astype(np.int64)
 
 
-def task_test_examples(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> np.ndarray:
+def task_test_examples(
+    cfg: ExperimentConfig, labels: np.ndarray, task: int, num_classes: int
+) -> np.ndarray:
     """Test indices of `task`: its classes (class-incremental) or all (domain-incremental)."""
     if cfg.continual.scenario == "class-incremental":
-        return task_examples(cfg, labels, task)
+        return task_examples(cfg, labels, task, num_classes)
     return np.arange(len(labels), dtype=np.int64)
 
 
-def task_partition(cfg: ExperimentConfig, labels: np.ndarray, task: int) -> list[np.ndarray]:
+def task_partition(
+    cfg: ExperimentConfig, labels: np.ndarray, task: int, num_classes: int
+) -> list[np.ndarray]:
     """Indices into `labels` of each client's share of `task` (the configured partitioner)."""
     d = cfg.data
-    idx = task_examples(cfg, labels, task)
+    idx = task_examples(cfg, labels, task, num_classes)
     seed = cfg.federation.seed * TASK_SEED + task + 1
     parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed)
     return [idx[p] for p in parts]

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig, read_toml
+from learning.config import SECTIONS, ExperimentConfig, canonical_key, flat_values, read_toml
 from learning.errors import ConfigError
 from server.run_dir import read_metrics, write_atomic
-from strategies.registry import check_strategy_name
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ def load_grid(path: str | Path) -> Grid:
             f"grid file {str(p)!r}: unknown section {sorted(unknown)[0]!r}; "
             "expected [base], [axes], [[variant]], [bench]"
         )
-    base = data.get("base", {})
-    axes = data.get("axes", {})
+    base = _keys(data.get("base", {}))
+    axes = {canonical_key(k): v for k, v in data.get("axes", {}).items()}
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid axis {key!r} must be a non-empty list, got {values!r}")
@@ -91,7 +90,7 @@ def load_grid(path: str | Path) -> Grid:
     cells: list[Cell] = []
     names: set[str] = set()
     for variant in variants:
-        params = {k: v for k, v in variant.items() if k != "name"}
+        params = _keys({k: v for k, v in variant.items() if k != "name"})
         name = str(variant.get("name") or params.get("strategy") or base.get("strategy", "fedavg"))
         if name in names:
             raise ConfigError(f"grid variant name {name!r} appears twice; give each a name")
@@ -99,15 +98,26 @@ def load_grid(path: str | Path) -> Grid:
         for combo in itertools.product(*[vals for _, vals in other]) if other else [()]:
             chosen = [_axis_value(k, v) for (k, _), v in zip(other, combo, strict=True)]
             fixed = tuple((k, label) for (k, _), (label, _) in zip(other, chosen, strict=True))
-            overrides = {key: val for _, keys in chosen for key, val in keys.items()}
+            overrides = _keys({key: val for _, keys in chosen for key, val in keys.items()})
             for seed in seeds or [None]:
                 values = {**base, **overrides, **params}
                 if seed is not None:
                     values["seed"] = seed
-                cfg = ExperimentConfig.from_flat(values)  # fail before anything runs
-                check_strategy_name(cfg.strategy.strategy)
+                ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
     return Grid(cells, float(target))
+
+
+def _keys(table: dict[str, Any]) -> dict[str, Any]:
+    """A grid table's keys in canonical flat form: flat, `section.key`, or section
+    sub-tables (`[base.train] lr = 0.1`) all name the same key."""
+    dotted: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            dotted.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            dotted[key] = value
+    return flat_values(dotted)
 
 
 def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:
@@ -295,39 +305,14 @@ def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_grid(grid: Grid, out: Path) -> None:
     """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
-    import numpy as np
+    from server.plots.bench import plot_grid_curves
 
-    from server.plots import pyplot
-
-    plt = pyplot()
-
-    groups = list(dict.fromkeys(c.group for c in grid.cells))
-    variants = list(dict.fromkeys(c.variant for c in grid.cells))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    for ax, group in zip(axes[0], groups, strict=True):
-        for i, variant in enumerate(variants):
-            curves = []
-            for cell in grid.cells:
-                if cell.group == group and cell.variant == variant:
-                    rows = read_metrics(out / "cells" / cell.label)
-                    acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
-                    if acc:
-                        curves.append(acc)
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            arr = np.array([c[:n] for c in curves])
-            x = np.arange(1, n + 1)
-            colour = cmap(i % 20)
-            ax.plot(x, arr.mean(axis=0), label=variant, color=colour, linewidth=1.4)
-            if len(curves) > 1:
-                ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=colour, alpha=0.15)
-        ax.set_title(group)
-        ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=110)
-    plt.close(fig)
+    panels: dict[str, dict[str, list[list[float]]]] = {}
+    for cell in grid.cells:
+        rows = read_metrics(out / "cells" / cell.label)
+        acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        variants = panels.setdefault(cell.group, {})
+        seeds = variants.setdefault(cell.variant, [])
+        if acc:
+            seeds.append(acc)
+    plot_grid_curves(panels, out / "accuracy.png")

@@ -1,5 +1,5 @@
 """`perennial` command line: run, bench, report, perf, keys, and deploy (a real Flower
-deployment; see simulations/deploy_cli.py).
+deployment; see simulations/deployment/cli.py).
 
 Every user mistake surfaces as one line on stderr and exit code 2.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import learning  # noqa: F401  (privacy defaults: telemetry off)
 from learning.config import ExperimentConfig, build_config, key_spec
 from learning.errors import ConfigError, PerennialError
+from simulations.run_output import preflight, print_summary, write_run_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,26 +32,6 @@ def _default_out(cfg: ExperimentConfig) -> Path:
         n += 1
         out = Path(f"{base}-{n}")
     return out
-
-
-def preflight(cfg: ExperimentConfig) -> None:
-    """Catch every name and data problem before anything is written or started."""
-    from learning.federated_data import dataset_for, partitions_for
-    from strategies.registry import check_strategy_name
-
-    check_strategy_name(cfg.strategy.strategy)
-    dataset_for(cfg)
-    partitions_for(cfg)
-    if cfg.privacy.dp == "central":
-        from privacy.accounting import check_central_dp, check_secagg_clipping
-
-        check_central_dp(cfg)
-        if cfg.privacy.secure_aggregation:
-            from learning.training import initial_weights
-
-            ds = dataset_for(cfg)
-            w = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, 0)
-            check_secagg_clipping(cfg, sum(a.size for a in w))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -91,29 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     summary["peak_rss_mb"] = round(mem.peak_mb, 1)  # this process and its children (Ray)
     RunRecorder(out).write_summary(summary)
-    _write_report([out], out / "report.html")
-    _print_summary(summary, out)
+    write_run_report([out], out / "report.html")
+    print_summary(summary, out)
     return 0
-
-
-def _print_summary(summary: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="perennial run")
-    table.add_column("final accuracy")
-    table.add_column("best accuracy")
-    table.add_column("rounds")
-    table.add_column("wall time")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    table.add_row(
-        fmt(summary.get("final_accuracy")),
-        f"{fmt(summary.get('best_accuracy'))} (round {summary.get('best_round')})",
-        str(summary.get("rounds_completed")),
-        f"{summary.get('wall_seconds', 0):.1f} s",
-    )
-    Console().print(table)
-    print(f"results: {out}")
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -147,19 +108,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     write_tables(table, out, grid.target_accuracy)
     plot_grid(grid, out)
     if any(r.get("epsilon") is not None for r in table):
-        from simulations.privacy_plot import plot_privacy
+        from server.plots.privacy_tradeoff import plot_privacy
 
         plot_privacy(table, out / "privacy.png")
-    _write_report(sorted((out / "cells").iterdir()), out / "report.html")
+    write_run_report(sorted((out / "cells").iterdir()), out / "report.html")
     print((out / "results.md").read_text())
     print(f"results: {out}/results.md, results.csv, accuracy.png, report.html")
     return 0
-
-
-def _write_report(run_dirs: list[Path], path: Path) -> None:
-    from simulations.report import write_report
-
-    write_report([d for d in run_dirs if (d / "metrics.jsonl").exists()], path)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -219,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     keys = sub.add_parser("keys", help="list config keys with defaults")
     keys.set_defaults(func=cmd_keys)
-    from simulations.deploy_cli import add_deploy_parser
+    from simulations.deployment.cli import add_deploy_parser
 
     add_deploy_parser(sub, _Parser)
     return p

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from learning.continual_metrics import (
     accuracy_matrix,
@@ -12,6 +13,7 @@ from learning.continual_metrics import (
     backward_transfer,
     continual_summary,
     forgetting,
+    matrix_metrics,
 )
 
 NAN = float("nan")
@@ -60,3 +62,16 @@ def test_matrix_from_rows_and_summary():
     assert s["accuracy_matrix"] == [[0.9, None, None], [0.6, 0.8, None], [0.3, 0.7, 0.95]]
     assert math.isclose(s["forgetting"], 0.35) and math.isclose(s["bwt"], -0.35)
     assert s["task_end_rounds"] == [2, 4, 6]
+
+
+def test_matrix_metrics_follow_the_usual_definitions():
+    m = np.array([[0.9, 0.1, 0.1], [0.6, 0.85, 0.1], [0.5, 0.7, 0.8]])
+    got = matrix_metrics(m)
+    assert got["average_accuracy"] == pytest.approx((0.5 + 0.7 + 0.8) / 3)
+    assert got["bwt"] == pytest.approx(((0.5 - 0.9) + (0.7 - 0.85)) / 2)
+    assert got["forgetting"] == pytest.approx(((0.9 - 0.5) + (0.85 - 0.7)) / 2)
+    assert matrix_metrics(np.array([[0.7]])) == {
+        "average_accuracy": pytest.approx(0.7),
+        "forgetting": None,
+        "bwt": None,
+    }

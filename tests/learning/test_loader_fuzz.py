@@ -45,10 +45,13 @@ def test_idx_garbage(tmp_path_factory, blob, gz):
 
 
 @FUZZ
-@given(blob=st.binary(max_size=300))
-def test_npz_garbage(tmp_path_factory, blob):
+@given(
+    blob=st.binary(max_size=300),
+    head=st.sampled_from([b"", b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY\x01\x00"]),
+)
+def test_npz_garbage(tmp_path_factory, blob, head):
     f = tmp_path_factory.mktemp("npz") / "d.npz"
-    f.write_bytes(blob)
+    f.write_bytes(head + blob)  # zip and .npy magic too, so the fuzz reaches their parsers
     _check("npz", f)
 
 
@@ -100,3 +103,43 @@ def test_image_folder_garbage(tmp_path_factory, blob):
 @pytest.mark.parametrize("name", ["idx", "npz", "cifar10", "image-folder"])
 def test_missing_path(tmp_path, name):
     _check(name, tmp_path / "does-not-exist")
+
+
+def _valid_npz(path) -> bytes:
+    x = np.zeros((4, 2, 2), np.uint8)
+    y = np.arange(4, dtype=np.int64) % 2
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda good: b"PK\x03\x04" + b"\x00" * 40,  # a zip header, then nothing of a zip
+        lambda good: b"PK\x05\x06" + b"\xff" * 18,  # an end-of-archive record that lies
+        lambda good: good[: len(good) // 2],  # truncated mid-archive
+        lambda good: good[:60] + bytes(b ^ 0xFF for b in good[60:200]) + good[200:],  # bad CRC
+        lambda good: b"not a zip at all",
+    ],
+)
+def test_corrupt_npz_is_one_line_error(tmp_path, damage):
+    f = tmp_path / "d.npz"
+    f.write_bytes(damage(_valid_npz(f)))
+    datasets._CACHE.clear()
+    with pytest.raises(PerennialError) as info:
+        load_dataset("npz", str(f))
+    assert "\n" not in str(info.value) and str(f) in str(info.value)
+
+
+def test_truncated_idx_is_one_line_error(tmp_path):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    header = b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (idx / f"{stem}.gz").write_bytes(gzip.compress(header + b"\x00" * 100)[:-6])
+    for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (idx / stem).write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x00" * 3)
+    datasets._CACHE.clear()
+    with pytest.raises(PerennialError) as info:
+        load_dataset("idx", str(idx))
+    assert "\n" not in str(info.value)

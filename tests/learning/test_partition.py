@@ -260,7 +260,7 @@ def test_unknown_partition_message():
     ("kwargs", "key"),
     [
         ({"num_clients": 0}, "num-clients"),
-        ({"num_clients": 2.0}, "num-clients"),
+        ({"num_clients": 2.5}, "num-clients"),
         ({"alpha": 0.0}, "alpha"),
         ({"alpha": float("nan")}, "alpha"),
         ({"min_shard_size": -1}, "min-shard-size"),
@@ -275,7 +275,7 @@ def test_invalid_parameters(kwargs, key):
     with pytest.raises(ConfigError) as excinfo:
         partition("iid", np.zeros(10, np.int64), **args)
     msg = str(excinfo.value)
-    assert "\n" not in msg and msg.startswith(key) and repr(next(iter(kwargs.values()))) in msg
+    assert "\n" not in msg and repr(key) in msg and repr(next(iter(kwargs.values()))) in msg
 
 
 @pytest.mark.parametrize("labels", [np.zeros((2, 2), np.int64), np.array([0.5, 1.0]), [-1, 0]])

@@ -71,7 +71,7 @@ def test_task_partitions_are_disjoint_and_cover_the_task():
     labels = np.random.default_rng(0).integers(0, 10, 3000)
     seen = []
     for task in range(5):
-        parts = task_partition(cfg, labels, task)
+        parts = task_partition(cfg, labels, task, num_classes=10)
         idx = np.concatenate(parts)
         assert len(np.unique(idx)) == len(idx)  # clients of a task do not share examples
         seen.append(idx)

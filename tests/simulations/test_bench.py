@@ -51,6 +51,46 @@ def test_grid_cells_cross_variants_and_axes(tmp_path):
     assert grid.cells[3].values["alpha"] == 0.3 and grid.cells[3].values["proximal-mu"] == 0.5
 
 
+SECTIONED = """
+[base.federation]
+num-clients = 4
+clients-per-round = 2
+rounds = 2
+
+[base.data]
+train-subset = 600
+test-subset = 200
+
+[base.train]
+model = "mlp"
+local-epochs = 1
+
+[axes]
+"data.partition" = ["iid", {name = "dir", partition = "dirichlet", alpha = 0.3, min-shard-size = 1}]
+"federation.seed" = [0]
+
+[[variant]]
+strategy = "fedavg"
+
+[[variant]]
+name = "prox"
+"strategy.strategy" = "fedprox"
+"strategy.proximal-mu" = 0.5
+
+[bench]
+target-accuracy = 0.2
+"""
+
+
+def test_a_sectioned_grid_is_the_flat_grid(tmp_path):
+    flat, sectioned = tmp_path / "flat.toml", tmp_path / "sectioned.toml"
+    flat.write_text(GRID)
+    sectioned.write_text(SECTIONED)
+    a, b = load_grid(flat), load_grid(sectioned)
+    assert [c.label for c in a.cells] == [c.label for c in b.cells]
+    assert [c.values for c in a.cells] == [c.values for c in b.cells]
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -14,11 +14,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from flwr.common.config import flatten_dict
 from helpers import ROOT, free_port, run_cli
 
 from learning.config import key_spec
-from simulations import deploy
-from simulations.certs import DeployFiles, make_node_key, make_tls
+from simulations import deployment as deploy
+from simulations.deployment.certs import DeployFiles, make_node_key, make_tls
 
 SMALL = [
     "rounds=2",
@@ -34,7 +35,7 @@ SMALL = [
 def _exited(entry: dict, timeout: float) -> bool:
     """Whether the process ended within `timeout` s (it may already be reaped)."""
     deadline = time.monotonic() + timeout
-    while deploy._alive(entry) is not None:
+    while deploy.alive(entry) is not None:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -44,8 +45,9 @@ def _exited(entry: dict, timeout: float) -> bool:
 def test_flower_app_declares_every_config_key():
     """`flwr run --run-config` refuses keys the app does not declare."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = pyproject["tool"]["flwr"]["app"]["config"]
-    assert sorted(declared) == sorted(key_spec())
+    declared = flatten_dict(pyproject["tool"]["flwr"]["app"]["config"])
+    spec = key_spec()
+    assert sorted(declared) == sorted(f"{spec[k][0]}.{k}" for k in spec)
 
 
 @pytest.mark.slow
@@ -104,7 +106,7 @@ def test_tls_deployment_trains_and_refuses_strangers(tmp_path):
             deploy.down(files.root)
     state = deploy.read_state(files)
     assert not state.get("supernodes") and not state.get("superlink")
-    assert all(deploy._alive(e) is None for e in [*started, *refused])
+    assert all(deploy.alive(e) is None for e in [*started, *refused])
 
 
 @pytest.mark.parametrize(

@@ -42,3 +42,25 @@ def test_same_seed_gives_identical_accuracies(ray_address, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs.append(_accuracies(out))
     assert runs[0] == runs[1]
+
+
+def test_nested_tables_give_the_same_metrics_as_flat_keys(ray_address, tmp_path):
+    """`[federation] rounds = 2` etc. in a file, and flat `--set` keys: one experiment."""
+    nested = tmp_path / "nested.toml"
+    nested.write_text(
+        "[federation]\nrounds = 2\nnum-clients = 4\nclients-per-round = 4\n"
+        '[data]\ntrain-subset = 1200\ntest-subset = 500\npartition = "iid"\n'
+        '[train]\nlocal-epochs = 1\nmodel = "mlp"\n'
+    )
+    flat = [
+        "--set", "rounds=2", "--set", "num-clients=4", "--set", "clients-per-round=4",
+        "--set", "train-subset=1200", "--set", "test-subset=500", "--set", 'partition="iid"',
+        "--set", "local-epochs=1", "--set", 'model="mlp"',
+    ]  # fmt: skip
+    runs = []
+    for name, args in (("nested", [str(nested), "--quiet"]), ("flat", [*flat, "--quiet"])):
+        out = tmp_path / name
+        proc = run_cli("run", *args, "--out", str(out), "--ray-address", ray_address)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(_accuracies(out))
+    assert len(runs[0]) == 2 and runs[0] == runs[1]

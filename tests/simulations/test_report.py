@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from learning.errors import ConfigError
-from simulations.report import continual_metrics, write_report
+from simulations.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_CONFIG = {"strategy": "fedavg", "rounds": 5, "trim-beta": 0.2, "data-path": ""}
@@ -183,19 +183,6 @@ def test_partition_png_is_embedded_when_it_is_a_png(two_runs, tmp_path):
     section = page[page.index("Label distribution") :]
     assert "partition of fedavg-lr01" in section
     assert "fedavg-lr05" not in section  # a broken partition.png is skipped
-
-
-def test_continual_metrics_follow_the_usual_definitions():
-    m = np.array([[0.9, 0.1, 0.1], [0.6, 0.85, 0.1], [0.5, 0.7, 0.8]])
-    got = continual_metrics(m)
-    assert got["average_accuracy"] == pytest.approx((0.5 + 0.7 + 0.8) / 3)
-    assert got["bwt"] == pytest.approx(((0.5 - 0.9) + (0.7 - 0.85)) / 2)
-    assert got["forgetting"] == pytest.approx(((0.9 - 0.5) + (0.85 - 0.7)) / 2)
-    assert continual_metrics(np.array([[0.7]])) == {
-        "average_accuracy": pytest.approx(0.7),
-        "forgetting": None,
-        "bwt": None,
-    }
 
 
 def _pixels_near(img: np.ndarray, rgb: tuple[int, int, int], tol: int = 24) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 def plot_privacy(table: list[dict[str, Any]], path: Path) -> None:
     """One point per variant; runs without noise (infinite epsilon) as a dashed line."""
-    from server.plots import pyplot
+    from server.plots.run import pyplot
 
     plt = pyplot()
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from learning.errors import ConfigError
+from simulations.run_output import preflight, print_summary, write_run_report
 
 
 def _out(args: argparse.Namespace) -> Path:
@@ -22,16 +23,14 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def _report(summary: dict, out: Path) -> None:
-    from simulations.cli import _print_summary, _write_report
-
-    _write_report([out], out / "report.html")
+    write_run_report([out], out / "report.html")
     per_node = summary.get("updates_per_node", {})
     print(f"perennial: run {summary.get('run_id')} trained on {len(per_node)} SuperNodes")
-    _print_summary(summary, out)
+    print_summary(summary, out)
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from simulations.deploy import certs
+    from simulations.deployment import certs
 
     files = certs(Path(args.dir), args.nodes, args.host)
     print(f"perennial: CA {files.ca}, SuperLink certificate {files.server_cert}")
@@ -40,7 +39,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_superlink(args: argparse.Namespace) -> int:
-    from simulations.deploy import superlink
+    from simulations.deployment import superlink
 
     entry = superlink(Path(args.dir), args.host, args.port, args.timeout)
     print(f"perennial: SuperLink on {entry['address']} (pid {entry['pid']}, log {entry['log']})")
@@ -49,7 +48,7 @@ def cmd_superlink(args: argparse.Namespace) -> int:
 
 
 def cmd_supernodes(args: argparse.Namespace) -> int:
-    from simulations.deploy import supernodes
+    from simulations.deployment import supernodes
 
     entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout, args.index)
     for e in entries:
@@ -58,8 +57,7 @@ def cmd_supernodes(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simulations.cli import preflight
-    from simulations.deploy import DeployFiles, deployment_config, read_state, run
+    from simulations.deployment import DeployFiles, deployment_config, read_state, run
 
     state = read_state(DeployFiles(Path(args.dir).resolve()))
     nodes = int(state.get("nodes") or 0)
@@ -75,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from simulations.deploy import down
+    from simulations.deployment import down
 
     stopped = down(Path(args.dir))
     print(f"perennial: stopped {len(stopped)} processes {stopped}")
@@ -83,8 +81,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from simulations.cli import preflight
-    from simulations.deploy import deployment_config, local
+    from simulations.deployment import deployment_config, local
 
     out = _out(args)
     if args.nodes < 1:

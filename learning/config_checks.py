@@ -1,0 +1,173 @@
+"""The checks that need more than one key, or a registry: run once per built config.
+
+This is the one validator of names: the allowed datasets, partitioners and models are
+the keys of the registries themselves (DATASETS, PARTITIONERS, MODELS, all in this
+layer); the strategy names reach this bottom layer as data, handed down by
+`strategies/__init__.py` from its STRATEGIES registry (`register_strategy_names`),
+because learning/ may not import strategies/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from learning.config_schema import SUM_ONLY_STRATEGIES, Sections
+from learning.datasets import DATASETS
+from learning.defence_bounds import strategy_error
+from learning.errors import ConfigError
+from learning.models import MODELS
+from learning.partition import PARTITIONERS
+from learning.secagg_plan import max_round_size, secagg_plan
+
+_STRATEGY_NAMES: set[str] = set()
+
+
+def register_strategy_names(names: Iterable[str]) -> None:
+    """Hand the strategy registry's names down (strategies/ imports learning/, not back)."""
+    _STRATEGY_NAMES.update(names)
+
+
+def registry_names(kind: str) -> list[str]:
+    """The allowed names for a registry-backed key (`registry=` on its field)."""
+    if kind == "strategy":
+        return sorted(_STRATEGY_NAMES)
+    return sorted({"dataset": DATASETS, "partition": PARTITIONERS, "model": MODELS}[kind])
+
+
+def check_name(key: str, kind: str, value: str) -> None:
+    """A registry-backed value must be one of the registry's keys.
+
+    Strategy names are checked once the strategies package has registered them (every
+    app and the CLI import it before building a config from user input)."""
+    names = registry_names(kind)
+    if kind == "strategy" and not names:
+        return
+    if value not in names:
+        raise ConfigError(f"unknown {key} {value!r}; expected one of {names}")
+
+
+def check_combinations(cfg: Sections) -> None:
+    """Refuse combinations of keys that would not run, or not mean what they say."""
+    fed = cfg.federation
+    if fed.clients_per_round > fed.num_clients:
+        raise ConfigError(
+            f"clients-per-round ({fed.clients_per_round}) exceeds num-clients "
+            f"({fed.num_clients}); lower clients-per-round or raise num-clients"
+        )
+    _check_privacy(cfg)
+    s, t = cfg.strategy, cfg.train  # robust-aggregation bounds; optimiser assumptions
+    if bad := strategy_error(
+        s.strategy, fed.clients_per_round, s.num_malicious, s.trim_beta, t.optimizer, t.momentum
+    ):
+        raise ConfigError(bad)
+    if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
+        raise ConfigError(
+            f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
+        )
+    _check_continual(cfg)
+
+
+def _check_continual(cfg: Sections) -> None:
+    cl = cfg.continual
+    if cl.scenario == "none":
+        if cl.cl_method != "finetune":
+            raise ConfigError(
+                f"cl-method {cl.cl_method!r} needs a continual scenario; add --set "
+                'scenario="class-incremental" (or "domain-incremental")'
+            )
+        return
+    rounds = cfg.federation.rounds
+    per_task = rounds_per_task(cfg)
+    if per_task * cl.num_tasks > rounds:
+        raise ConfigError(
+            f"rounds ({rounds}) is fewer than num-tasks ({cl.num_tasks}) x rounds-per-task "
+            f"({cl.rounds_per_task or 'auto'}); raise rounds or lower rounds-per-task"
+        )
+    if cl.cl_method == "replay" and cl.buffer_size < 1:
+        raise ConfigError("cl-method 'replay' needs buffer-size >= 1; e.g. --set buffer-size=200")
+    if cl.scenario == "class-incremental" and cl.num_tasks < 2:
+        raise ConfigError("class-incremental needs num-tasks >= 2; e.g. --set num-tasks=5")
+    if (
+        cl.scenario == "class-incremental"
+        and cl.num_tasks > 10
+        and cfg.data.dataset
+        in (
+            "fashion-mnist",
+            "cifar10",
+        )
+    ):
+        raise ConfigError(
+            f"num-tasks ({cl.num_tasks}) exceeds the 10 classes; a task needs a class"
+        )
+    latest = rounds - (cl.num_tasks - 1) * per_task - 1  # still reaches the last task
+    if cl.arrival_spread > latest:
+        raise ConfigError(
+            f"arrival-spread ({cl.arrival_spread}) must be <= {latest}: a client that late "
+            "would never train the last task; raise rounds or lower arrival-spread"
+        )
+
+
+def _check_privacy(cfg: Sections) -> None:
+    """Refuse privacy settings that would not mean what they say."""
+    p, fed, name = cfg.privacy, cfg.federation, cfg.strategy.strategy
+    if p.dp == "central":
+        if p.delta >= 1.0 / fed.num_clients:
+            raise ConfigError(
+                f"delta ({p.delta:g}) must be < 1/num-clients ({1.0 / fed.num_clients:g}): a "
+                "larger delta lets the mechanism leak one client outright; lower delta"
+            )
+        if p.noise_multiplier == 0 and p.target_epsilon == 0 and p.dp_clipping == "adaptive":
+            raise ConfigError("adaptive clipping needs noise-multiplier > 0 or target-epsilon")
+        if fed.federation_mode == "deployment" and p.privacy_seed >= 0:
+            raise ConfigError(
+                "privacy-seed cannot be pinned in a deployment: Flower hands the run config "
+                "to every SuperNode, so the clients would hold the server's key; leave it "
+                "unset (a fresh key is kept in RUN_DIR/server-key)"
+            )
+    if p.dp != "none" and name not in SUM_ONLY_STRATEGIES:
+        raise ConfigError(
+            f"dp={p.dp!r} cannot be combined with strategy {name!r}: its privacy bound holds "
+            f"only for mean-based strategies {list(SUM_ONLY_STRATEGIES)}"
+        )
+    if p.secure_aggregation:
+        if name not in SUM_ONLY_STRATEGIES:
+            raise ConfigError(
+                f"secure-aggregation cannot be combined with strategy {name!r}: the server "
+                f"sees only the sum; use one of {list(SUM_ONLY_STRATEGIES)}"
+            )
+        if p.dp == "central" and p.dp_clipping == "adaptive":
+            raise ConfigError(
+                "secure-aggregation cannot be combined with adaptive clipping (each client's "
+                'clipped bit would be visible); use dp-clipping="fixed"'
+            )
+        biggest = max_round_size(fed.clients_per_round, fed.num_clients, p.dp == "central")
+        if biggest * 2**p.secagg_quantization_bits >= 2**32:
+            raise ConfigError(
+                f"rounds of up to {biggest} clients x 2**{p.secagg_quantization_bits} "
+                "quantisation levels overflow SecAgg+'s 2**32 modulus; lower "
+                "secagg-quantization-bits or clients-per-round"
+            )
+        if p.dp == "central" and p.clipping_norm > p.secagg_clipping_range:
+            raise ConfigError(
+                f"clipping-norm ({p.clipping_norm:g}) exceeds secagg-clipping-range "
+                f"({p.secagg_clipping_range:g}): SecAgg+ would clip clipped updates again and "
+                "the DP bound would not hold; raise secagg-clipping-range"
+            )
+        secagg_plan(
+            fed.clients_per_round,
+            p.num_shares,
+            p.reconstruction_threshold,
+            p.dropout_tolerance,
+            p.secagg_quantization_bits,
+        )
+        if cfg.attack.attack != "none":
+            raise ConfigError(
+                "secure-aggregation hides individual updates, so attacks and the defences "
+                'against them cannot be simulated with it; set attack="none"'
+            )
+
+
+def rounds_per_task(cfg: Sections) -> int:
+    """Rounds each task lasts on the schedule's clock (the `rounds-per-task` key or auto)."""
+    cl = cfg.continual
+    return cl.rounds_per_task or max(1, cfg.federation.rounds // cl.num_tasks)

@@ -1,0 +1,113 @@
+"""Image-classification datasets by name: one module per format, one cache per process.
+
+Formats: idx_folder.py (IDX folders and the vendored Fashion-MNIST), npz.py,
+cifar10.py, image_folder.py; common.py holds the `Dataset` form and the checks every
+split passes. The vendored data stays in learning/data/ (package data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from learning.config_schema import check_value
+from learning.datasets.cifar10 import CIFAR10_CLASSES, cifar10
+from learning.datasets.common import Dataset
+from learning.datasets.idx_folder import (
+    FASHION_MNIST_CLASSES,
+    fashion_mnist,
+    idx_folder,
+    vendored_fashion_mnist,
+)
+from learning.datasets.image_folder import image_folder
+from learning.datasets.npz import npz
+from learning.errors import ConfigError
+from learning.streams import Tag, generator
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "Dataset",
+    "load_dataset",
+    "subset",
+    "vendored_fashion_mnist",
+]
+
+Loader = Callable[[str, int, str], Dataset]
+
+DATASETS: dict[str, Loader] = {
+    "cifar10": cifar10,
+    "fashion-mnist": fashion_mnist,
+    "idx": idx_folder,
+    "image-folder": image_folder,
+    "npz": npz,
+}
+
+_CACHE: dict[tuple[str, str, int, str], Dataset] = {}
+
+
+def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "grey") -> Dataset:
+    """Load (once per process) a dataset by registry name.
+
+    ``image_size`` and ``color`` only affect ``image-folder``; the other formats have a fixed
+    shape, so they are left out of the cache key to avoid holding duplicate copies.
+    """
+    loader = DATASETS.get(name)
+    if loader is None:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    color = check_value("color", color)  # the config's rules (config_schema.py)
+    image_size = check_value("image-size", image_size)
+    path = str(path) if path else ""
+    where = str(Path(path).expanduser().resolve()) if path and name != "fashion-mnist" else ""
+    shaped = name == "image-folder"
+    key = (name, where, image_size if shaped else 0, color if shaped else "")
+    if key not in _CACHE:
+        _CACHE[key] = loader(path, image_size, color)
+    return _CACHE[key]
+
+
+def subset(ds: Dataset, train_size: int, test_size: int, seed: int) -> Dataset:
+    """A deterministic random subset (original order kept) for fast tests and small runs.
+
+    A size of 0 keeps the whole split.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    picks = []
+    for which, (key, size, total) in enumerate(
+        (
+            ("train-size", train_size, len(ds.y_train)),
+            ("test-size", test_size, len(ds.y_test)),
+        )
+    ):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+            raise ConfigError(f"{key} must be an integer >= 0 (0 = all), got {size!r}")
+        if size > total:
+            raise ConfigError(
+                f"{key} {size} exceeds the {total} examples of '{ds.name}'; "
+                "lower it or set 0 to keep all"
+            )
+        if size == 0 or size == total:
+            picks.append(None)
+        else:
+            rng = generator(int(seed), Tag.SUBSET, which)
+            picks.append(np.sort(rng.choice(total, size=int(size), replace=False)))
+
+    def take(a: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+        if idx is None:
+            return a
+        out = a[idx]
+        out.setflags(write=False)
+        return out
+
+    return Dataset(
+        ds.name,
+        take(ds.x_train, picks[0]),
+        take(ds.y_train, picks[0]),
+        take(ds.x_test, picks[1]),
+        take(ds.y_test, picks[1]),
+        ds.class_names,
+    )

@@ -1,0 +1,126 @@
+"""Submitting the experiment with `flwr run`, waiting for it, and taking it all down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from learning.config import ExperimentConfig, config_values, to_toml
+from learning.errors import ConfigError
+from simulations.deployment.certs import DeployFiles
+from simulations.deployment.processes import (
+    CONNECTION,
+    PROJECT_ROOT,
+    DeployError,
+    certs,
+    flwr,
+    json_tail,
+    read_state,
+    stop_entries,
+    write_state,
+)
+from simulations.deployment.superlink import superlink
+from simulations.deployment.supernodes import supernodes
+
+
+def deployment_config(
+    config: str | None, overrides: list[str], nodes: int, out: Path
+) -> ExperimentConfig:
+    """The experiment for a deployment: the user's TOML and --set values, with
+    federation-mode = deployment, num-clients / clients-per-round defaulting to the
+    number of SuperNodes, and the run directory as an absolute out-dir (the ServerApp
+    runs in another process and directory)."""
+    values = config_values(config, overrides)
+    values.setdefault("num-clients", nodes)
+    values.setdefault("clients-per-round", min(nodes, int(values["num-clients"])))
+    values["federation-mode"] = "deployment"
+    values["out-dir"] = str(out.resolve())
+    return ExperimentConfig.from_flat(values)
+
+
+def run_status(files: DeployFiles, run_id: int) -> str:
+    try:
+        out = flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], files, 60)
+    except (DeployError, subprocess.TimeoutExpired):
+        return "unknown"
+    runs = json_tail(out).get("runs") or [{}]
+    return str(runs[0].get("status", "unknown"))
+
+
+def run(
+    root: Path,
+    cfg: ExperimentConfig,
+    app: Path = PROJECT_ROOT,
+    timeout: float = 3600,
+) -> dict[str, Any]:
+    """Submit the experiment with `flwr run` and wait for its summary.json."""
+    files = DeployFiles(root.resolve())
+    if not (files.flwr_home / "config.toml").is_file():
+        raise ConfigError(f"no SuperLink connection in {files.root}; run `deploy superlink`")
+    if not (app / "pyproject.toml").is_file():
+        raise ConfigError(f"{app} is not a Flower app (no pyproject.toml); pass --app")
+    out = Path(cfg.runtime.out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"run directory {str(out)!r} already exists and is not empty")
+    run_config = files.root / "run-config.toml"
+    run_config.write_text(to_toml(cfg.to_nested()))  # Flower checks keys against pyproject's tables
+    started = time.monotonic()
+    text = flwr(
+        ["run", str(app), CONNECTION, "--run-config", str(run_config), "--format", "json"], files
+    )
+    run_id = json_tail(text).get("run-id")
+    if run_id is None:
+        raise DeployError(f"`flwr run` started no run: {text.strip()[-300:]}")
+    run_id = int(run_id)
+    summary = out / "summary.json"
+    next_check = time.monotonic() + 10
+    while not summary.is_file():
+        now = time.monotonic()
+        if now - started > timeout:
+            raise DeployError(f"run {run_id} not finished after {timeout:.0f} s")
+        if now >= next_check:  # a failed run writes no summary: ask the SuperLink
+            status = run_status(files, run_id)
+            if status.startswith("finished") and not summary.is_file():
+                time.sleep(2)  # the summary may land just after the status changes
+                if not summary.is_file():
+                    raise DeployError(
+                        f"run {run_id} ended as {status} without a summary; see "
+                        f"`FLWR_HOME={files.flwr_home} flwr log {run_id} {CONNECTION}`"
+                    )
+            next_check = now + 10
+        time.sleep(1)
+    result = json.loads(summary.read_text())
+    result["run_id"] = run_id
+    result["deploy_wall_seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def down(root: Path) -> list[int]:
+    """Stop every process `perennial deploy` started for `root` (and their children)."""
+    files = DeployFiles(root.resolve())
+    if not files.state.is_file():
+        raise ConfigError(f"{root} has no state.json; nothing was started there")
+    state = read_state(files)
+    entries = [*state.get("supernodes", []), state.get("superlink") or {}]
+    stopped = stop_entries([e for e in entries if e.get("pid")])
+    state["supernodes"] = []
+    state.pop("superlink", None)
+    write_state(files, state)
+    return stopped
+
+
+def local(root: Path, nodes: int, cfg: ExperimentConfig, timeout: float = 3600) -> dict[str, Any]:
+    """certs -> superlink -> supernodes -> run -> down, all on this machine, for `cfg`
+    (from `deployment_config`)."""
+    files = certs(root, nodes, [])
+    try:
+        entry = superlink(files.root)
+        print(f"perennial: SuperLink {entry['address']} (pid {entry['pid']})", flush=True)
+        started = supernodes(files.root)
+        print(f"perennial: {len(started)} SuperNodes connected", flush=True)
+        return run(files.root, cfg, timeout=timeout)
+    finally:
+        down(files.root)

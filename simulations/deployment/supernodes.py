@@ -1,0 +1,127 @@
+"""SuperNodes: one OS process per node, each with its key and its own data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from learning.errors import ConfigError
+from simulations.deployment.certs import DeployFiles
+from simulations.deployment.processes import (
+    DeployError,
+    alive,
+    bin,
+    free_port,
+    need_certs,
+    process_env,
+    read_state,
+    start,
+    stop_entries,
+    tail,
+    write_state,
+)
+
+
+def supernode_command(
+    files: DeployFiles,
+    superlink_address: str,
+    private_key: Path,
+    node_config: str,
+    port: int,
+    ca: Path | None = None,
+    max_wait: float | None = None,
+) -> list[str]:
+    """The flower-supernode command line of one node (TLS, its auth key, its data)."""
+    cmd = [
+        bin("flower-supernode"),
+        "--superlink",
+        superlink_address,
+        "--root-certificates",
+        str(ca or files.ca),
+        "--auth-supernode-private-key",
+        str(private_key),
+        "--node-config",
+        node_config,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if max_wait is not None:
+        cmd += ["--max-retries", "3", "--max-wait-time", str(max_wait)]
+    return cmd
+
+
+def start_supernode(
+    files: DeployFiles, name: str, cmd: list[str], home: Path | None = None
+) -> dict[str, Any]:
+    """Start one SuperNode with its own FLWR_HOME (each installs the app itself)."""
+    home = home or files.root / "nodes" / name
+    return start(cmd, files.logs / f"{name}.log", process_env(home), files.root)
+
+
+def wait_connected(entries: list[dict[str, Any]], timeout: float) -> None:
+    """Until every SuperNode's log says it was activated (`SuperNode ID: ...`)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(entries)
+    while waiting:
+        for e in list(waiting):
+            text = Path(e["log"]).read_text(errors="replace") if Path(e["log"]).exists() else ""
+            if "SuperNode ID:" in text:
+                waiting.remove(e)
+            elif alive(e) is None:
+                raise DeployError(f"SuperNode exited ({e['log']}): {tail(e['log'], 2)}")
+        if waiting and time.monotonic() > deadline:
+            raise DeployError(
+                f"{len(waiting)} SuperNode(s) not connected after {timeout:.0f} s: "
+                f"{tail(waiting[0]['log'])}"
+            )
+        time.sleep(0.5)
+
+
+def supernodes(
+    root: Path,
+    superlink_address: str | None = None,
+    data_paths: list[str] | None = None,
+    timeout: float = 120,
+    only: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Start one SuperNode per registered key: node i trains on partition i of N
+    (or, with `data_paths`, on the files at data_paths[i]). `only` starts just those
+    node indices, e.g. the one this machine should run in a multi-machine deployment."""
+    files = DeployFiles(root.resolve())
+    need_certs(files)
+    state = read_state(files)
+    address = superlink_address or (state.get("superlink") or {}).get("address")
+    if not address:
+        raise ConfigError("no SuperLink address; pass --superlink HOST:PORT or `deploy superlink`")
+    if any(alive(e) for e in state.get("supernodes", [])):
+        raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
+    n = files.num_node_keys()
+    if data_paths and len(data_paths) != n:
+        raise ConfigError(f"--data-path given {len(data_paths)} times for {n} SuperNodes")
+    bad = [i for i in only or [] if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"--index {bad[0]} is not a SuperNode of {root} (0..{n - 1})")
+    entries = []
+    try:
+        for i in sorted(set(only)) if only else range(n):
+            if data_paths:
+                node_config = f'data-path="{Path(data_paths[i]).resolve()}"'
+            else:
+                node_config = f"partition-id={i} num-partitions={n}"
+            cmd = supernode_command(files, address, files.node_key(i), node_config, free_port())
+            entry = start_supernode(files, f"supernode-{i}", cmd)
+            entry["node_config"] = node_config
+            entries.append(entry)
+        state.setdefault("supernodes", []).extend(entries)
+        state["nodes"] = n
+        if not state.get("superlink"):
+            state["superlink"] = {"address": address}
+        write_state(files, state)
+        wait_connected(entries, timeout)
+    except BaseException:
+        stop_entries(entries)
+        raise
+    return entries
