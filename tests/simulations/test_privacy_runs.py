@@ -93,6 +93,8 @@ def test_central_dp_with_secagg_reports_epsilon_and_is_reproducible(ray_address,
         "clipping-norm=0.5",
         "delta=0.001",
         "secure-aggregation=true",
+        "privacy-seed=7",  # reproducing a DP run needs the server's key pinned
+        "operator-diagnostics=true",  # keeps the exact counts checked below
     ]
     runs = [_run(ray_address, tmp_path / name, *common) for name in ("A", "B")]
     assert [r["accuracy"] for r in runs[0]] == [r["accuracy"] for r in runs[1]]
