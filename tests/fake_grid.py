@@ -39,3 +39,81 @@ class RecordingGrid:
             )
             replies.append(Message(content, reply_to=msg))
         return replies
+
+
+class FakeClients(RecordingGrid):
+    """A RecordingGrid with configurable clients, for the round loop's golden and stage tests.
+
+    Each client answers deterministically from (partition id, round): x + DELTA * (pid + 1)
+    / 10 plus small seeded noise, with `10 + pid` examples. `crash`, `drop`, `nan` and
+    `bad_shape` name (partition id, round) pairs (round 0 = every round) that answer with an
+    error, do not answer at all, answer NaN weights or a wrong shape; `scaffold` adds the
+    extra `scaffold-dc` ArrayRecord; `zero` pairs report 0 examples. In deployment mode
+    (no partition id in the message) client k is the k-th node.
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        *,
+        crash=(),
+        drop=(),
+        nan=(),
+        bad_shape=(),
+        zero=(),
+        scaffold: bool = False,
+    ):
+        super().__init__(slots)
+        self.crash, self.drop, self.nan = set(crash), set(drop), set(nan)
+        self.bad_shape, self.zero, self.scaffold = set(bad_shape), set(zero), scaffold
+
+    @staticmethod
+    def _hit(pairs: set, pid: int, rnd: int) -> bool:
+        return (pid, rnd) in pairs or (pid, 0) in pairs
+
+    def send_and_receive(self, messages, timeout=None):
+        from flwr.app import Error
+
+        replies = []
+        for msg in messages:
+            self.seen.append(msg)
+            config = msg.content["config"]
+            rnd = int(config["server-round"])
+            if "partition-id" in config:
+                pid = int(config["partition-id"])
+            else:
+                pid = self.get_node_ids().index(msg.metadata.dst_node_id)
+            if self._hit(self.drop, pid, rnd):
+                continue
+            if self._hit(self.crash, pid, rnd):
+                replies.append(Message(Error(0, f"crash {pid}"), reply_to=msg))
+                continue
+            x = msg.content["arrays"].to_numpy_ndarrays()
+            rng = np.random.default_rng([pid, rnd])
+            y = [
+                w
+                + np.float32(DELTA * (pid + 1) / 10)
+                + rng.normal(0, 0.01, w.shape).astype(w.dtype)
+                for w in x
+            ]
+            if self._hit(self.nan, pid, rnd):
+                y = [np.full_like(w, np.nan) for w in y]
+            if self._hit(self.bad_shape, pid, rnd):
+                y = y[:-1]
+            metrics = MetricRecord(
+                {
+                    "num-examples": 0 if self._hit(self.zero, pid, rnd) else 10 + pid,
+                    "num-steps": 1,
+                    "train-loss": 1.0 / (pid + 1),
+                    "train-accuracy": 0.5 + pid / 1000,
+                    "partition-id": pid,
+                    "train-seconds": 0.001 * ((pid * 7 + rnd) % 11),
+                }
+            )
+            content = RecordDict({"arrays": ArrayRecord(y), "metrics": metrics})
+            if self.scaffold:
+                content["scaffold-dc"] = ArrayRecord(
+                    [(b - a) / 10 for a, b in zip(x, y, strict=False)]
+                )
+            replies.append(Message(content, reply_to=msg))
+        return replies

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import ArrayRecord
 
-from server.loop import _cast_like
+from server.pipeline.aggregate import cast_like as _cast_like
 
 
 def test_global_model_keeps_model_dtypes():
@@ -23,7 +23,7 @@ def test_a_round_short_of_the_defence_bound_is_skipped_loudly(caplog):
     from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
     from learning.config import build_config
-    from server.loop import round_bound
+    from server.pipeline.aggregate import round_bound
 
     def reply(pid: int) -> Message:
         ask = Message(

@@ -1,0 +1,69 @@
+"""Dispatch: the strategy's train messages, one addressed copy per sampled client.
+
+The strategy builds messages for the execution slots (`configure_train`); an address
+function turns them into one message per client: `stamp` in simulation (the client's
+partition id in a copied config, dealt round-robin over the slots) or
+`NodeDealer.address` in a deployment (the client's SuperNode). The config is
+`privacy.server_key.client_config(...)`, so server-only keys never leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from server.messages import addressed_copy
+
+# (the strategy's messages, sampled clients, round) -> one message per client
+Address = Callable[[list[Message], list[int], int], list[Message]]
+
+
+def stamp(messages: list[Message], partition_ids: list[int], round_: int) -> list[Message]:
+    """One message per sampled client, dealt round-robin over the execution slots.
+
+    The strategy built one message per slot; all of Flower's strategies (and ours) give
+    every node the same content, so each client's message reuses its slot's records
+    with a copied config naming the client. The strategy's records are never mutated.
+    """
+    if not messages:
+        return []
+    ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
+    out = []
+    for i, pid in enumerate(partition_ids):
+        template = ordered[i % len(ordered)]
+        out.append(
+            addressed_copy(
+                template,
+                template.metadata.dst_node_id,
+                **{"partition-id": pid, "server-round": round_},
+            )
+        )
+    return out
+
+
+def nbytes(content: RecordDict) -> int:
+    """Bytes of all arrays a message carries (weights plus any strategy extras)."""
+    return int(
+        sum(a.numpy().nbytes for rec in content.array_records.values() for a in rec.values())
+    )
+
+
+class Dispatcher:
+    """Builds a round's (or a retry's) messages for a list of clients."""
+
+    def __init__(
+        self, strategy: Strategy, grid: Grid, base: Mapping[str, Any], address: Address
+    ) -> None:
+        self.strategy, self.grid, self.address = strategy, grid, address
+        self.base = dict(base)  # client_config(cfg.to_flat()): no server-only keys
+
+    def __call__(self, server_round: int, arrays: ArrayRecord, clients: list[int]) -> list[Message]:
+        """One message per client in `clients`. The strategy is asked afresh every time
+        (a retry too), as Flower's own loop would."""
+        config = ConfigRecord(dict(self.base))
+        built = list(self.strategy.configure_train(server_round, arrays, config, self.grid))
+        return self.address(built, clients, server_round)

@@ -1,0 +1,112 @@
+"""The metrics row of a round, built from the stages' results (no I/O).
+
+Field order is part of the record (metrics.jsonl is read by people and diffs): round,
+evaluation, client training stats, update health, privacy, counts, timings. Under
+central DP `privacy.release.release_row` is applied by the observers, last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psutil
+
+from server.health import flat, update_health
+from server.pipeline.aggregate import Aggregate
+from server.pipeline.collect import Cohort
+from server.pipeline.updates import ClientUpdate
+
+
+@dataclass(frozen=True)
+class Timings:
+    """perf_counter readings of one round: start, collected, health, aggregated, evaluated."""
+
+    start: float
+    collected: float
+    health: float
+    aggregated: float
+    evaluated: float
+
+    def row(self, run_started: float) -> dict[str, float]:
+        return {
+            "train_seconds": round(self.collected - self.start, 4),
+            "health_seconds": round(self.health - self.collected, 4),
+            "aggregate_seconds": round(self.aggregated - self.health, 4),
+            "eval_seconds": round(self.evaluated - self.aggregated, 4),
+            "round_seconds": round(self.evaluated - self.start, 4),
+            "elapsed_seconds": round(self.evaluated - run_started, 3),
+        }
+
+
+def health(
+    before: list[np.ndarray], valid: Sequence[ClientUpdate]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Update norms and cosines of the valid updates (none under SecAgg+: no arrays)."""
+    arrays = [list(u.arrays) for u in valid if u.arrays is not None]
+    return update_health(before, None, arrays)
+
+
+def global_update_norm(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    return float(np.linalg.norm(flat(after) - flat(before)))
+
+
+def train_stats(updates: Sequence[ClientUpdate]) -> dict[str, Any]:
+    """Weighted client training loss/accuracy and the spread of client train times."""
+    if not updates:
+        return {"train_loss": None, "train_accuracy": None}
+    m = [u.metrics for u in updates]
+    n = np.array([float(x["num-examples"]) for x in m])
+    w = n / n.sum() if n.sum() > 0 else np.full(len(n), 1 / len(n))
+    secs = np.array([float(x["train-seconds"]) for x in m])
+    slowest = np.argsort(-secs, kind="stable")[:3]
+    rss = [float(x["worker-rss-mb"]) for x in m if "worker-rss-mb" in x]
+    nodes: dict[str, int] = {}
+    for x in m:
+        if "worker-node" in x:
+            key = f"{int(x['worker-node']):012x}"
+            nodes[key] = nodes.get(key, 0) + 1
+    return {
+        "train_loss": float(np.dot(w, [float(x["train-loss"]) for x in m])),
+        "train_accuracy": float(np.dot(w, [float(x["train-accuracy"]) for x in m])),
+        "client_seconds_median": round(float(np.median(secs)), 4),
+        "client_seconds_p90": round(float(np.percentile(secs, 90)), 4),
+        "client_seconds_max": round(float(secs.max()), 4),
+        "slowest_clients": [int(m[i]["partition-id"]) for i in slowest],
+        "examples": int(n.sum()),
+        "workers_rss_mb": round(max(rss), 1) if rss else None,
+        "server_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "updates_per_node": nodes,
+    }
+
+
+def round_row(
+    rnd: int,
+    evaluation: Mapping[str, Any],
+    valid: Sequence[ClientUpdate],
+    health_row: Mapping[str, Any],
+    privacy: Mapping[str, Any],
+    cohort: Cohort,
+    outcome: Aggregate,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The round's full metrics row (before the central-DP release filter)."""
+    row: dict[str, Any] = {"round": rnd, **evaluation}
+    row.update(train_stats(valid))
+    row.update(health_row)
+    row.update(privacy)
+    row.update(
+        clients=len(cohort.tried),
+        replies=len(valid),
+        failures=cohort.failures,
+        rejected_updates=cohort.rejected,
+        retries=cohort.retries,
+        skipped=outcome.arrays is None,
+        skip_reason=outcome.skip_reason,
+        bytes_sent=cohort.bytes_sent,
+        bytes_received=cohort.received(),
+        **timings,
+    )
+    return row

@@ -1,0 +1,70 @@
+"""Who is asked in a round: a sampling policy over the federation's logical clients.
+
+Today's two policies wrap the pure draws of server/sampling.py: a seeded sample of
+`clients-per-round` with top-ups on retry, and central DP's Poisson draw keyed by the
+server's secret (never topped up: the accountant assumes independent inclusion). A
+policy that knows availability (issue 15) implements the same two methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from learning.config import FederationConfig
+from server.sampling import poisson_clients, sample_clients, top_up_clients
+
+
+class SamplingPolicy(Protocol):
+    # Whether a round short of min-clients may ask more clients.
+    tops_up: bool
+
+    def draw(self, server_round: int) -> list[int]:
+        """The round's first sample of partition ids (client indices), sorted."""
+        ...
+
+    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        """`k` more clients for retry `attempt` (>= 1), none of `tried`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SeededSampling:
+    """`k` of `num_clients` from the (seed, round) stream; top-ups from (seed, round,
+    attempt), so a rerun or a resumed run asks the same clients."""
+
+    seed: int
+    num_clients: int
+    k: int
+    tops_up: bool = True
+
+    def draw(self, server_round: int) -> list[int]:
+        return sample_clients(self.seed, server_round, self.num_clients, self.k)
+
+    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        return top_up_clients(self.seed, server_round, attempt, self.num_clients, tried, k)
+
+
+@dataclass(frozen=True, repr=False)
+class PoissonSampling:
+    """Each client independently at `rate`, from the server's secret `key` (never
+    printed: repr is off). Rounds are never topped up."""
+
+    key: int
+    num_clients: int
+    rate: float
+    tops_up: bool = False
+
+    def draw(self, server_round: int) -> list[int]:
+        return poisson_clients(self.key, server_round, self.num_clients, self.rate)
+
+    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        return []
+
+
+def sampling_policy(fed: FederationConfig, poisson: bool, key: int | None) -> SamplingPolicy:
+    """The policy for a run over `fed` (deployment: num-clients = connected SuperNodes)."""
+    if poisson:
+        assert key is not None, "central DP samples with the server's key"
+        return PoissonSampling(key, fed.num_clients, fed.clients_per_round / fed.num_clients)
+    return SeededSampling(fed.seed, fed.num_clients, fed.clients_per_round)

@@ -1,0 +1,106 @@
+"""Schedulers drive the stages. `SyncScheduler` is today's barrier: each round samples,
+dispatches, waits for every reply (topping up clients that failed, up to max-retries),
+aggregates, evaluates and hands the row to the observers. A deadline or asynchronous
+scheduler implements `Scheduler.run` over the same stages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from flwr.app import ArrayRecord
+from flwr.serverapp import Grid
+
+from privacy.accounting import privacy_row
+from server.pipeline import records
+from server.pipeline.collect import Cohort, collect, collect_secure
+from server.pipeline.evaluate import RoundEvaluator
+from server.pipeline.observers import Observers
+from server.pipeline.setup import Stages
+
+
+@dataclass
+class LoopResult:
+    weights: list[np.ndarray]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class LoopState:
+    """Where a run stands between rounds (what a checkpoint restores)."""
+
+    arrays: ArrayRecord  # the global model
+    next_round: int
+    rows: list[dict[str, Any]]
+    started: float  # perf_counter of the run's start (resumed: minus the time already spent)
+
+
+class Scheduler(Protocol):
+    def run(self, state: LoopState) -> LoopResult: ...
+
+
+class SyncScheduler:
+    """Lock-step rounds: a barrier per round, retries top up."""
+
+    def __init__(
+        self, grid: Grid, stages: Stages, evaluate: RoundEvaluator, observers: Observers
+    ) -> None:
+        self.grid, self.s, self.evaluate, self.observers = grid, stages, evaluate, observers
+
+    def run(self, state: LoopState) -> LoopResult:
+        for rnd in range(state.next_round, self.s.fed.rounds + 1):
+            self.step(state, rnd)
+        return LoopResult(
+            weights=state.arrays.to_numpy_ndarrays(),
+            rows=state.rows,
+            wall_seconds=time.perf_counter() - state.started,
+        )
+
+    def gather(self, rnd: int, arrays: ArrayRecord) -> Cohort:
+        """sample -> dispatch -> collect, with top-ups while short of min-clients."""
+        s, fed = self.s, self.s.fed
+        pids = s.sampling.draw(rnd)
+        if s.secure is not None:
+            cohort = collect_secure(s.secure, self.grid, s.dispatch(rnd, arrays, pids), rnd)
+            cohort.tried.update(pids)
+            return cohort
+        cohort = Cohort()
+        while True:
+            # First attempt: the round's sample. A retry tops up: it asks as many fresh
+            # clients (seeded by round and attempt, never one already tried) as are missing.
+            cohort.tried.update(pids)
+            cohort.add(collect(self.grid, s.dispatch(rnd, arrays, pids), fed.timeout), s.shapes)
+            useful = len(cohort.useful())
+            cohort.enough = useful >= fed.min_clients or not s.sampling.tops_up
+            if cohort.enough or fed.too_few == "skip" or cohort.retries >= s.max_retries:
+                return cohort
+            cohort.retries += 1
+            pids = s.sampling.top_up(rnd, cohort.retries, cohort.tried, fed.min_clients - useful)
+            if not pids:
+                return cohort
+
+    def step(self, state: LoopState, rnd: int) -> dict[str, Any]:
+        """One round; updates `state` and returns the released row."""
+        t0 = time.perf_counter()
+        before = state.arrays.to_numpy_ndarrays()
+        cohort = self.gather(rnd, state.arrays)
+        valid = self.s.aggregate.prepare(cohort, before)
+        t1 = time.perf_counter()
+        health, norms = records.health(before, valid)
+        t_health = time.perf_counter()
+        outcome = self.s.aggregate(rnd, valid, cohort, before)
+        if outcome.arrays is not None:
+            state.arrays = outcome.arrays
+        t2 = time.perf_counter()
+        weights = state.arrays.to_numpy_ndarrays()
+        health["global_update_norm"] = records.global_update_norm(before, weights)
+        evaluation = self.evaluate(rnd, weights)
+        t3 = time.perf_counter()
+        timings = records.Timings(t0, t1, t_health, t2, t3).row(state.started)
+        privacy = privacy_row(self.s.private_cfg, self.s.strategy)
+        row = records.round_row(rnd, evaluation, valid, health, privacy, cohort, outcome, timings)
+        state.next_round = rnd + 1
+        return self.observers(rnd, row, weights, norms, state.rows)

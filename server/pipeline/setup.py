@@ -1,0 +1,80 @@
+"""A run's stages, built once before round 1 from the config (and the Grid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from learning.config import ExperimentConfig, FederationConfig
+from learning.training import initial_weights
+from privacy.accounting import check_secagg_clipping, wrap_private
+from privacy.secagg.round import SecureSender
+from privacy.server_key import client_config, server_key
+from server.deployment import NodeDealer
+from server.pipeline.aggregate import Aggregator
+from server.pipeline.dispatch import Dispatcher, stamp
+from server.pipeline.sampling_policy import SamplingPolicy, sampling_policy
+from strategies.registry import build_strategy
+
+
+@dataclass
+class Stages:
+    cfg: ExperimentConfig
+    private_cfg: ExperimentConfig  # deployment + central DP: over the connected nodes
+    fed: FederationConfig  # deployment: num-clients = connected SuperNodes
+    strategy: Strategy
+    weights: list[np.ndarray]  # the initial model
+    sampling: SamplingPolicy
+    dispatch: Dispatcher
+    aggregate: Aggregator
+    secure: SecureSender | None
+    max_retries: int
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [w.shape for w in self.weights]
+
+
+def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Path | None) -> Stages:
+    fed = cfg.federation
+    ds_shape, num_classes = _data_shape(cfg)
+    weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
+    # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
+    # and each trains on its own data (server/deployment.py).
+    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
+    # Privacy is accounted over the population actually sampled from.
+    central = cfg.privacy.dp == "central"
+    private_cfg = dealer.private_config(cfg) if dealer is not None and central else cfg
+    # The server's secret (central DP only): the Poisson draw and the noise come from it.
+    key = server_key(cfg, run_dir)
+    check_secagg_clipping(cfg, sum(w.size for w in weights))
+    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots), key)
+    # Central DP samples each client independently (the accountant's assumption) and
+    # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
+    secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None
+    fed = dealer.federation(fed) if dealer is not None else fed
+    address = dealer.address if dealer is not None else stamp
+    base = client_config(cfg.to_flat())  # never the server-only keys
+    return Stages(
+        cfg=cfg,
+        private_cfg=private_cfg,
+        fed=fed,
+        strategy=strategy,
+        weights=weights,
+        sampling=sampling_policy(fed, central, key),
+        dispatch=Dispatcher(strategy, grid, base, address),
+        aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
+        secure=secure,
+        max_retries=0 if central or secure else fed.max_retries,
+    )
+
+
+def _data_shape(cfg: ExperimentConfig) -> tuple[tuple[int, int, int], int]:
+    from learning.federated_data import dataset_for
+
+    ds = dataset_for(cfg)
+    return ds.input_shape, ds.num_classes
