@@ -186,7 +186,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
         groups.setdefault((cell.variant, cell.group), []).append(cell)
     table = []
     for (variant, group), cells in groups.items():
-        finals, bests, reach, sent, recv, wall, eps = [], [], [], [], [], [], []
+        finals, bests, reach, sent, recv, wall, eps, pld = [], [], [], [], [], [], [], []
         cl: dict[str, list[float]] = {k: [] for k in CONTINUAL_KEYS}
         seeds_done = 0
         for cell in cells:
@@ -201,12 +201,14 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
             r = _rounds_to(rows, grid.target_accuracy)
             if r is not None:
                 reach.append(r)
-            sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
-            recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
+            if any("bytes_sent" in x for x in rows):  # withheld under central DP
+                sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
+                recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
             wall.append(summary["wall_seconds"])
             if summary.get("dp") == "central":  # no epsilon recorded = no noise = infinite
-                e = summary.get("epsilon")
+                e, e_pld = summary.get("epsilon"), summary.get("epsilon_pld")
                 eps.append(math.inf if e is None else float(e))
+                pld.append(math.inf if e_pld is None else float(e_pld))
             for key in CONTINUAL_KEYS:
                 if summary.get(key) is not None:
                     cl[key].append(summary[key])
@@ -227,6 +229,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "mb_received": statistics.fmean(recv) if recv else None,
                 "wall_seconds": statistics.fmean(wall) if wall else None,
                 "epsilon": statistics.fmean(eps) if eps else None,
+                "epsilon_pld": statistics.fmean(pld) if pld else None,
             }
         )
         for key, values in cl.items():  # continual scenarios: accuracy-matrix metrics
@@ -263,9 +266,10 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
         lines += [
             f"### {group}",
             "",
-            f"| rank | variant |{' epsilon |' if private else ''} final acc % | best acc % "
+            f"| rank | variant |{' epsilon (RDP) | epsilon (PLD) |' if private else ''} "
+            f"final acc % | best acc % "
             f"| rounds to {100 * target:.0f}% | MB sent | MB received | wall s | seeds |",
-            f"|---:|---|{'---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
+            f"|---:|---|{'---:|---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
         ]
         for rank, r in enumerate(rows, start=1):
             reach = (
@@ -274,7 +278,11 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
                 else (f"never ({r['reached']})")
             )
             fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-            eps = f" {_epsilon(r.get('epsilon'))} |" if private else ""
+            eps = (
+                f" {_epsilon(r.get('epsilon'))} | {_epsilon(r.get('epsilon_pld'))} |"
+                if private
+                else ""
+            )
             lines.append(
                 f"| {rank} | {r['variant']} |{eps} {_pct(r['final_mean'], r['final_std'])} | "
                 f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {fmt(r['mb_sent'])} | "
