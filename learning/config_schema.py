@@ -287,6 +287,22 @@ SECTIONS = {
 }
 
 
+# Keys added with the virtual clock (issue 15). At their defaults they are left out of
+# client messages and of the config digest (privacy/server_key.py), so a run that does
+# not use the clock sends the same messages and derives the same server key as before
+# the clock existed (the golden loop scenarios check this bit for bit).
+CLOCK_KEYS = frozenset(
+    [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
+    + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
+    + ["task-seconds"]
+)
+
+
+def without_default_clock_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """`flat` minus the clock's keys that hold their default value."""
+    return {k: v for k, v in flat.items() if k not in CLOCK_KEYS or v != _DEFAULTS[k]}
+
+
 class Sections(Protocol):
     """What checks need of an experiment: its sections (ExperimentConfig in config.py is
     one). Typed here so config_checks.py needs no import of config.py, which imports it."""
@@ -316,6 +332,7 @@ def _build_spec() -> dict[str, tuple[str, dataclasses.Field]]:
 
 
 _SPEC = _build_spec()
+_DEFAULTS = {k: f.default for k, (_, f) in _SPEC.items()}
 
 
 def _similar(a: str, b: str) -> bool:

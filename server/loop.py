@@ -48,6 +48,7 @@ def run_rounds(
         restore_strategy(stages.strategy, resume.state)
         rows = list(resume.rows)
     spent = rows[-1]["elapsed_seconds"] if rows else 0.0
+    stages.clock.now = float(rows[-1].get("virtual_seconds", 0.0)) if rows else 0.0
     state = LoopState(ArrayRecord(weights), first, rows, time.perf_counter() - spent)
     fed = stages.fed
     evaluator = RoundEvaluator(evaluate, fed.eval_every, fed.rounds, task_eval)
