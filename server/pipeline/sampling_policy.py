@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from learning.config import FederationConfig
 from learning.streams import Tag, generator
 from server.sampling import poisson_clients, sample_clients, top_up_clients
@@ -85,19 +87,33 @@ class AvailableSampling:
 
     def _pick(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
         rng = generator(self.seed, Tag.AVAILABLE_SAMPLE, server_round, attempt)
-        picked: list[int] = []
-        seen = set(tried)
-        for _ in range(32):
-            for p in rng.integers(0, self.num_clients, size=max(16, 4 * k)).tolist():
-                if p not in seen:
-                    seen.add(p)
-                    if self.online(p):
-                        picked.append(p)
-                        if len(picked) == k:
-                            return sorted(picked)
-        rest = [p for p in rng.permutation(self.num_clients).tolist() if p not in seen]
-        picked += [p for p in rest if self.online(p)][: k - len(picked)]
-        return sorted(picked)
+        return pick_online(rng, self.num_clients, k, tried, self.online)
+
+
+def pick_online(
+    rng: np.random.Generator,
+    num_clients: int,
+    k: int,
+    exclude: set[int],
+    online: Callable[[int], bool],
+) -> list[int]:
+    """Up to `k` distinct online clients outside `exclude`, sorted: seeded candidates in
+    batches (O(k / share online)); after 32 batches one seeded scan of the rest."""
+    picked: list[int] = []
+    seen = set(exclude)
+    if k <= 0:
+        return picked
+    for _ in range(32):
+        for p in rng.integers(0, num_clients, size=max(16, 4 * k)).tolist():
+            if p not in seen:
+                seen.add(p)
+                if online(p):
+                    picked.append(p)
+                    if len(picked) == k:
+                        return sorted(picked)
+    rest = [p for p in rng.permutation(num_clients).tolist() if p not in seen]
+    picked += [p for p in rest if online(p)][: k - len(picked)]
+    return sorted(picked)
 
 
 def sampling_policy(
