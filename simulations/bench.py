@@ -173,6 +173,15 @@ def _rounds_to(rows: list[dict[str, Any]], target: float) -> int | None:
     return None
 
 
+def _hours_to(rows: list[dict[str, Any]], target: float) -> float | None:
+    """Virtual hours (the clock's `virtual_seconds`) until the first row at `target`."""
+    for r in rows:
+        if r.get("accuracy") is not None and r["accuracy"] >= target:
+            v = r.get("virtual_seconds")
+            return None if v is None else float(v) / 3600.0
+    return None
+
+
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -187,6 +196,8 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
     table = []
     for (variant, group), cells in groups.items():
         finals, bests, reach, sent, recv, wall, eps = [], [], [], [], [], [], []
+        hours: list[float] = []
+        total: list[float] = []
         cl: dict[str, list[float]] = {k: [] for k in CONTINUAL_KEYS}
         seeds_done = 0
         for cell in cells:
@@ -201,9 +212,14 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
             r = _rounds_to(rows, grid.target_accuracy)
             if r is not None:
                 reach.append(r)
+            h = _hours_to(rows, grid.target_accuracy)
+            if h is not None:
+                hours.append(h)
             sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
             recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
             wall.append(summary["wall_seconds"])
+            if rows and rows[-1].get("virtual_seconds") is not None:
+                total.append(float(rows[-1]["virtual_seconds"]) / 3600.0)
             if summary.get("dp") == "central":  # no epsilon recorded = no noise = infinite
                 e = summary.get("epsilon")
                 eps.append(math.inf if e is None else float(e))
@@ -223,6 +239,9 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "best_std": bs,
                 "rounds_to_target": statistics.fmean(reach) if reach else None,
                 "reached": f"{len(reach)}/{seeds_done}",
+                # virtual hours to the target (seeds that reached it), the clock's view
+                "virtual_hours_to_target": statistics.fmean(hours) if hours else None,
+                "virtual_hours_total": statistics.fmean(total) if total else None,
                 "mb_sent": statistics.fmean(sent) if sent else None,
                 "mb_received": statistics.fmean(recv) if recv else None,
                 "wall_seconds": statistics.fmean(wall) if wall else None,
@@ -245,6 +264,10 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
+def _hours(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f}"
+
+
 def _epsilon(value: float | None) -> str:
     if value is None:
         return "-"
@@ -264,8 +287,9 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
             f"### {group}",
             "",
             f"| rank | variant |{' epsilon |' if private else ''} final acc % | best acc % "
-            f"| rounds to {100 * target:.0f}% | MB sent | MB received | wall s | seeds |",
-            f"|---:|---|{'---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
+            f"| rounds to {100 * target:.0f}% | virtual h to {100 * target:.0f}% | MB sent "
+            "| MB received | wall s | seeds |",
+            f"|---:|---|{'---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for rank, r in enumerate(rows, start=1):
             reach = (
@@ -277,7 +301,8 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
             eps = f" {_epsilon(r.get('epsilon'))} |" if private else ""
             lines.append(
                 f"| {rank} | {r['variant']} |{eps} {_pct(r['final_mean'], r['final_std'])} | "
-                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {fmt(r['mb_sent'])} | "
+                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | "
+                f"{_hours(r.get('virtual_hours_to_target'))} | {fmt(r['mb_sent'])} | "
                 f"{fmt(r['mb_received'])} | {fmt(r['wall_seconds'])} | {r['seeds']} |"
             )
         lines.append("")
