@@ -63,6 +63,7 @@ class Cell:
 class Grid:
     cells: list[Cell]
     target_accuracy: float
+    plot_against: str = "round"  # accuracy.png's x axis: "round" or "virtual-time" (hours)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -85,6 +86,11 @@ def load_grid(path: str | Path) -> Grid:
     target = bench.get("target-accuracy", 0.8)
     if not isinstance(target, (int, float)) or not 0 < target <= 1:
         raise ConfigError(f"[bench] target-accuracy must be in (0, 1], got {target!r}")
+    against = bench.get("plot-against", "round")
+    if against not in ("round", "virtual-time"):
+        raise ConfigError(
+            f'[bench] plot-against must be "round" or "virtual-time", got {against!r}'
+        )
     seeds = axes.get("seed")
     other = [(k, v) for k, v in axes.items() if k != "seed"]
     cells: list[Cell] = []
@@ -105,7 +111,7 @@ def load_grid(path: str | Path) -> Grid:
                     values["seed"] = seed
                 ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
-    return Grid(cells, float(target))
+    return Grid(cells, float(target), against)
 
 
 def _keys(table: dict[str, Any]) -> dict[str, Any]:
@@ -332,12 +338,17 @@ def plot_grid(grid: Grid, out: Path) -> None:
     """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
     from server.plots.bench import plot_grid_curves
 
+    timed = grid.plot_against == "virtual-time"
     panels: dict[str, dict[str, list[list[float]]]] = {}
+    times: dict[str, dict[str, list[list[float]]]] = {}
     for cell in grid.cells:
         rows = read_metrics(out / "cells" / cell.label)
-        acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        evaluated = [r for r in rows if r.get("accuracy") is not None]
+        acc = [r["accuracy"] for r in evaluated]
         variants = panels.setdefault(cell.group, {})
         seeds = variants.setdefault(cell.variant, [])
         if acc:
             seeds.append(acc)
-    plot_grid_curves(panels, out / "accuracy.png")
+            hours = [float(r.get("virtual_seconds") or 0.0) / 3600.0 for r in evaluated]
+            times.setdefault(cell.group, {}).setdefault(cell.variant, []).append(hours)
+    plot_grid_curves(panels, out / "accuracy.png", times if timed else None)

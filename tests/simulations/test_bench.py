@@ -183,6 +183,10 @@ def test_bench_reports_virtual_hours_to_target(tmp_path):
     write_tables(table, out, 0.5)
     assert "virtual_hours_to_target" in (out / "results.csv").read_text()
     assert "virtual h to 50%" in (out / "results.md").read_text()
+    from simulations.bench import Grid, plot_grid
+
+    plot_grid(Grid(grid.cells, 0.5, "virtual-time"), out)
+    assert (out / "accuracy.png").stat().st_size > 0
 
 
 def test_the_time_grid_loads():
@@ -190,4 +194,4 @@ def test_the_time_grid_loads():
 
     grid = load_grid("simulations/experiments/time.toml")
     assert {c.variant for c in grid.cells} == {"sync", "deadline", "fedasync", "fedbuff"}
-    assert len(grid.cells) == 8
+    assert len(grid.cells) == 8 and grid.plot_against == "virtual-time"
