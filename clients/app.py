@@ -132,7 +132,10 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
     seed, faults = cfg.federation.seed, cfg.attack
     if fault_draw(seed, server_round, pid, "crash") < faults.fault_crash_prob:
         raise RuntimeError(f"simulated crash of client {pid} in round {server_round}")
-    if fault_draw(seed, server_round, pid, "straggler") < faults.fault_straggler_prob:
+    straggles = fault_draw(seed, server_round, pid, "straggler") < faults.fault_straggler_prob
+    if straggles and cfg.federation.federation_mode == "deployment":
+        # Only a real deployment waits; in simulation the server's virtual clock charges
+        # the delay (server/pipeline/clock.py), nothing sleeps.
         time.sleep(faults.fault_straggler_delay)
     ds = dataset_for(cfg)
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)

@@ -39,7 +39,8 @@ import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from learning.config import ExperimentConfig
-from learning.streams import Tag, fault_kind, generator
+from learning.streams import Tag, generator
+from learning.streams import fault_draw as fault_draw  # re-exported (the draw is pure)
 
 Arrays = list[np.ndarray]
 
@@ -60,11 +61,6 @@ def is_malicious(cfg: ExperimentConfig, pid: int) -> bool:
     return pid in malicious_clients(
         cfg.federation.seed, cfg.federation.num_clients, a.malicious_fraction
     )
-
-
-def fault_draw(seed: int, rnd: int, pid: int, kind: str) -> float:
-    """A uniform [0, 1) number for one client, round and kind of fault."""
-    return float(generator(seed, Tag.FAULT, rnd, pid, fault_kind(kind)).random())
 
 
 def flip_labels(y: np.ndarray, num_classes: int) -> np.ndarray:

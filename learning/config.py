@@ -30,6 +30,7 @@ from learning.config_schema import (
     AttackConfig,
     ContinualConfig,
     DataConfig,
+    DevicesConfig,
     FederationConfig,
     PrivacyConfig,
     RuntimeConfig,
@@ -49,6 +50,7 @@ __all__ = [
     "AttackConfig",
     "ContinualConfig",
     "DataConfig",
+    "DevicesConfig",
     "ExperimentConfig",
     "FederationConfig",
     "PrivacyConfig",
@@ -81,6 +83,7 @@ class ExperimentConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:

@@ -9,11 +9,14 @@ because learning/ may not import strategies/.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from learning.config_schema import SUM_ONLY_STRATEGIES, Sections
+from learning.availability import read_availability_file
+from learning.config_schema import ASYNC_STRATEGIES, SUM_ONLY_STRATEGIES, Sections
 from learning.datasets import DATASETS
 from learning.defence_bounds import strategy_error
+from learning.devices import read_device_file
 from learning.errors import ConfigError
 from learning.models import MODELS
 from learning.partition import PARTITIONERS
@@ -54,6 +57,7 @@ def check_combinations(cfg: Sections) -> None:
             f"clients-per-round ({fed.clients_per_round}) exceeds num-clients "
             f"({fed.num_clients}); lower clients-per-round or raise num-clients"
         )
+    _check_devices(cfg)  # first: async + DP/SecAgg+ get the async reason
     _check_privacy(cfg)
     s, t = cfg.strategy, cfg.train  # robust-aggregation bounds; optimiser assumptions
     if bad := strategy_error(
@@ -65,6 +69,57 @@ def check_combinations(cfg: Sections) -> None:
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
     _check_continual(cfg)
+
+
+def over_selected(cfg: Sections) -> int:
+    """Clients a round samples: clients-per-round times over-selection (deadline), rounded up."""
+    d, k = cfg.devices, cfg.federation.clients_per_round
+    if d.round_policy != "deadline" or d.over_selection <= 1.0:
+        return k
+    return min(cfg.federation.num_clients, math.ceil(k * d.over_selection - 1e-9))
+
+
+def _check_devices(cfg: Sections) -> None:
+    """The virtual clock's keys: files readable and consistent, settings possible."""
+    d, fed, n = cfg.devices, cfg.federation, cfg.federation.num_clients
+    if d.device_profile == "file":
+        if not d.device_file:
+            raise ConfigError('device-profile "file" needs device-file=/path/to/devices.csv')
+        read_device_file(d.device_file, n)
+    if d.availability == "file":
+        if not d.availability_file:
+            raise ConfigError('availability "file" needs availability-file=/path/to/online.csv')
+        read_availability_file(d.availability_file, n)
+    central = cfg.privacy.dp == "central"
+    if d.over_selection > 1.0:
+        if d.round_policy != "deadline":
+            raise ConfigError('over-selection needs round-policy="deadline" (it keeps the first)')
+        if central:
+            raise ConfigError(
+                "over-selection with central DP is refused: the accountant's sampling rate "
+                "would not be the real one; set over-selection=1.0"
+            )
+    if cfg.continual.task_seconds > 0 and cfg.continual.scenario == "none":
+        raise ConfigError("task-seconds needs a continual scenario; set scenario or task-seconds=0")
+    if cfg.strategy.strategy not in ASYNC_STRATEGIES:
+        return
+    name = cfg.strategy.strategy
+    if central or cfg.privacy.secure_aggregation:
+        raise ConfigError(
+            f"{name} with central DP or SecAgg+ is not supported yet (FedBuff's buffer can "
+            "carry both: the next step); use a synchronous strategy"
+        )
+    if fed.federation_mode != "simulation":
+        raise ConfigError(f"{name} runs on the virtual clock: federation-mode must be simulation")
+    if d.round_policy != "sync":
+        raise ConfigError(f'{name} has no rounds to cut short; set round-policy="sync"')
+    if d.concurrency > n:
+        raise ConfigError(f"concurrency ({d.concurrency}) exceeds num-clients ({n})")
+    if name == "fedbuff" and cfg.strategy.fedbuff_k > d.concurrency:
+        raise ConfigError(
+            f"fedbuff-k ({cfg.strategy.fedbuff_k}) exceeds concurrency ({d.concurrency}): "
+            "the buffer could never fill; lower fedbuff-k or raise concurrency"
+        )
 
 
 def _check_continual(cfg: Sections) -> None:

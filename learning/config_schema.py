@@ -33,6 +33,12 @@ SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
 CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
 DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
 COLOR_NAMES = ("grey", "rgb")
+DEVICE_PROFILES = ("uniform", "lognormal", "file")
+AVAILABILITY_NAMES = ("always", "diurnal", "file")
+ROUND_POLICIES = ("sync", "deadline")
+STALENESS_NAMES = ("constant", "polynomial", "hinge")
+# Strategies run by the asynchronous scheduler (server/pipeline/async_scheduler.py).
+ASYNC_STRATEGIES = ("fedasync", "fedbuff")
 
 
 def _k(default: Any, help: str, **rules: Any) -> Any:
@@ -126,6 +132,21 @@ class StrategyConfig:
     rfa_eps: float = _k(1e-6, "RFA: Weiszfeld smoothing (smallest distance used)", gt=0.0)
     clip_tau: float = _k(10.0, "centred clipping radius (L2 norm of an update)", gt=0.0)
     clip_iterations: int = _k(1, "centred clipping iterations per round", min=1)
+    fedasync_alpha: float = _k(
+        0.6, "FedAsync: mixing weight alpha (x <- (1-a_s) x + a_s y)", gt=0.0, max=1.0
+    )
+    staleness: str = _k(
+        "polynomial",
+        "FedAsync staleness function s(t): constant 1, polynomial (t+1)^-a, hinge",
+        choices=STALENESS_NAMES,
+    )
+    staleness_exponent: float = _k(
+        0.5, "FedAsync polynomial a; hinge slope a: 1/(a(t-b)+1) past b", min=0.0
+    )
+    staleness_hinge: int = _k(
+        4, "FedAsync hinge: staleness b (server steps) still weighted 1", min=0
+    )
+    fedbuff_k: int = _k(10, "FedBuff: client updates buffered per server step", min=1)
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,54 @@ class ContinualConfig:
     lwf_alpha: float = _k(1.0, "LwF distillation weight", min=0.0)
     lwf_temperature: float = _k(2.0, "LwF distillation temperature", gt=0.0)
     buffer_size: int = _k(200, "replay: examples kept per client (reservoir)", min=0)
+    task_seconds: float = _k(
+        0.0, "virtual seconds each task lasts (0 = tasks change by rounds-per-task)", min=0.0
+    )
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    """The virtual clock: device speeds and links, availability, round policy."""
+
+    device_profile: str = _k(
+        "uniform",
+        "client devices: uniform (all alike), lognormal (speeds and links, sigma), "
+        "file (device-file)",
+        choices=DEVICE_PROFILES,
+    )
+    example_seconds: float = _k(
+        0.002, "compute: median seconds per example per local epoch", gt=0.0
+    )
+    up_bandwidth: float = _k(1.25e6, "median upload bandwidth, bytes/s", gt=0.0)
+    down_bandwidth: float = _k(5.0e6, "median download bandwidth, bytes/s", gt=0.0)
+    latency: float = _k(0.05, "median link latency per update, seconds", min=0.0)
+    speed_sigma: float = _k(0.5, "lognormal profile: sigma of log speed and log bandwidth", min=0.0)
+    slow_fraction: float = _k(
+        0.0, "share of clients whose compute is slow-factor slower", min=0.0, max=1.0
+    )
+    slow_factor: float = _k(10.0, "how many times slower a slow client computes", min=1.0)
+    device_file: str = _k("", "CSV client,speed,up,down,latency (s/example-epoch, bytes/s, s)")
+    availability: str = _k(
+        "always",
+        "when clients are online: always, diurnal (period, duty cycle, seeded phase), "
+        "file (availability-file)",
+        choices=AVAILABILITY_NAMES,
+    )
+    availability_file: str = _k("", "CSV client,start,end of online intervals (virtual seconds)")
+    diurnal_period: float = _k(86400.0, "diurnal availability: period, virtual seconds", gt=0.0)
+    duty_cycle: float = _k(
+        0.5, "diurnal availability: share of each period online", gt=0.0, max=1.0
+    )
+    round_policy: str = _k(
+        "sync",
+        "sync: wait for every client; deadline: stop at round-deadline",
+        choices=ROUND_POLICIES,
+    )
+    round_deadline: float = _k(60.0, "deadline policy: virtual seconds a round waits", gt=0.0)
+    over_selection: float = _k(
+        1.0, "deadline policy: sample this many times clients-per-round, keep the first", min=1.0
+    )
+    concurrency: int = _k(10, "asynchronous strategies: clients training at once", min=1)
 
 
 SECTIONS = {
@@ -214,7 +283,24 @@ SECTIONS = {
     "runtime": RuntimeConfig,
     "privacy": PrivacyConfig,
     "continual": ContinualConfig,
+    "devices": DevicesConfig,
 }
+
+
+# Keys added with the virtual clock (issue 15). At their defaults they are left out of
+# client messages and of the config digest (privacy/server_key.py), so a run that does
+# not use the clock sends the same messages and derives the same server key as before
+# the clock existed (the golden loop scenarios check this bit for bit).
+CLOCK_KEYS = frozenset(
+    [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
+    + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
+    + ["task-seconds"]
+)
+
+
+def without_default_clock_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """`flat` minus the clock's keys that hold their default value."""
+    return {k: v for k, v in flat.items() if k not in CLOCK_KEYS or v != _DEFAULTS[k]}
 
 
 class Sections(Protocol):
@@ -229,6 +315,7 @@ class Sections(Protocol):
     runtime: RuntimeConfig
     privacy: PrivacyConfig
     continual: ContinualConfig
+    devices: DevicesConfig
 
 
 def key_spec() -> dict[str, tuple[str, dataclasses.Field]]:
@@ -245,6 +332,7 @@ def _build_spec() -> dict[str, tuple[str, dataclasses.Field]]:
 
 
 _SPEC = _build_spec()
+_DEFAULTS = {k: f.default for k, (_, f) in _SPEC.items()}
 
 
 def _similar(a: str, b: str) -> bool:

@@ -51,6 +51,11 @@ class Tag(IntEnum):
     POISSON = 32  # central DP's Poisson draw (fields: round)
     CENTRAL_NOISE = 33  # central DP noise (fields: round, stream)
     SERVER_KEY = 34  # the public stand-in key of a run without DP (fields: none)
+    # public streams added later (key = the run's seed); appended, never renumbered
+    DEVICE = 35  # a client's device: speed, links, slow draw (fields: client)
+    AVAILABILITY = 36  # a client's diurnal phase (fields: client)
+    AVAILABLE_SAMPLE = 37  # a round's draw among online clients (fields: round, attempt)
+    ASYNC_PICK = 38  # an asynchronous dispatch's clients (fields: dispatch batch)
 
 
 ARITY = {
@@ -76,6 +81,10 @@ ARITY = {
     Tag.POISSON: 1,
     Tag.CENTRAL_NOISE: 2,
     Tag.SERVER_KEY: 0,
+    Tag.DEVICE: 1,
+    Tag.AVAILABILITY: 1,
+    Tag.AVAILABLE_SAMPLE: 2,
+    Tag.ASYNC_PICK: 1,
 }
 
 
@@ -105,3 +114,9 @@ def fresh_generator() -> np.random.Generator:
 def fault_kind(kind: str) -> int:
     """The FAULT stream's `kind` field for a named fault."""
     return {"crash": 1, "straggler": 2, "nan": 3}[kind]
+
+
+def fault_draw(seed: int, rnd: int, pid: int, kind: str) -> float:
+    """A uniform [0, 1) number for one client, round and kind of fault (pure: the
+    client draws it to decide, the server's virtual clock to charge a straggler)."""
+    return float(generator(seed, Tag.FAULT, rnd, pid, fault_kind(kind)).random())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.config import ExperimentConfig
+from learning.config_schema import without_default_clock_keys
 from learning.errors import ConfigError
 
 KEY_FILE = "server-key"
@@ -37,14 +38,14 @@ _NOT_RESULTS = frozenset({"out-dir", "num-workers", "cpus-per-client", "gpus-per
 
 def client_config(flat: dict[str, Any]) -> dict[str, Any]:
     """The config a client may receive: every key but the server-only ones."""
-    return {k: v for k, v in flat.items() if k not in SERVER_ONLY_KEYS}
+    return {k: v for k, v in without_default_clock_keys(flat).items() if k not in SERVER_ONLY_KEYS}
 
 
 def config_digest(cfg: ExperimentConfig) -> bytes:
     """SHA-256 of the keys that decide a run's results (not where it writes)."""
     flat = {
         k: v
-        for k, v in cfg.to_flat().items()
+        for k, v in without_default_clock_keys(cfg.to_flat()).items()
         if k not in _NOT_RESULTS and k not in SERVER_ONLY_KEYS
     }
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).digest()

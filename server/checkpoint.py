@@ -38,6 +38,8 @@ class Checkpoint:
     weights: list[np.ndarray]
     state: dict[str, Any]
     rows: list[dict[str, Any]]
+    # A scheduler's own state (async: clock, updates in flight): {"meta", "arrays"}
+    scheduler: dict[str, Any] | None = None
 
 
 def _is_arrays(value: Any) -> bool:
@@ -80,7 +82,12 @@ def restore_strategy(strategy: object, state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, rnd: int, weights: list[np.ndarray], strategy: object, rows: list[dict]
+    run_dir: Path,
+    rnd: int,
+    weights: list[np.ndarray],
+    strategy: object,
+    rows: list[dict],
+    scheduler: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
 ) -> None:
     """Write `checkpoint.npz` atomically (temporary file, fsync, rename)."""
     arrays: dict[str, np.ndarray] = {f"w/{i}": w for i, w in enumerate(weights)}
@@ -112,6 +119,9 @@ def save_checkpoint(
         "num_rows": len(rows),
         "last_row": rows[-1] if rows else None,
     }
+    if scheduler is not None:
+        meta["scheduler"] = scheduler[0]
+        arrays.update({f"x/{k}": v for k, v in scheduler[1].items()})
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -143,10 +153,14 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                     state[name] = {k: data[f"s/{name}/{j}"] for j, k in enumerate(spec["keys"])}
                 else:
                     state[name] = [data[f"s/{name}/{j}"] for j in range(spec["n"])]
+            scheduler = None
+            if "scheduler" in meta:
+                extra = {k[2:]: data[k] for k in data.files if k.startswith("x/")}
+                scheduler = {"meta": meta["scheduler"], "arrays": extra}
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"checkpoint {str(path)!r} is unreadable ({exc}); start afresh") from None
     rows = meta["rows"] if "rows" in meta else _resume_rows(Path(run_dir), meta)
-    return Checkpoint(meta["round"], weights, state, rows)
+    return Checkpoint(meta["round"], weights, state, rows, scheduler)
 
 
 def _resume_rows(run_dir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@ seeded, replies are aggregated in a fixed order, and every round is timed and re
 
 `run_rounds` is the public entry point (server/app.py, simulations); the round itself
 is a pipeline of stages in server/pipeline/ (sample -> dispatch -> collect -> aggregate
--> evaluate -> observers) driven by a scheduler, today `SyncScheduler`.
+-> evaluate -> observers) driven by a scheduler: `SyncScheduler` (sync and deadline
+rounds on the virtual clock) or `AsyncScheduler` (FedAsync, FedBuff).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flwr.serverapp import Grid
 
 from learning.config import ExperimentConfig
 from server.checkpoint import Checkpoint, restore_strategy
+from server.pipeline.async_scheduler import AsyncScheduler, is_async
 from server.pipeline.evaluate import CentralEvaluation, RoundEvaluator, TaskEvaluation
 from server.pipeline.observers import Observers, RoundObserver
 from server.pipeline.scheduler import LoopResult, LoopState, SyncScheduler
@@ -48,8 +50,12 @@ def run_rounds(
         restore_strategy(stages.strategy, resume.state)
         rows = list(resume.rows)
     spent = rows[-1]["elapsed_seconds"] if rows else 0.0
+    stages.clock.now = float(rows[-1].get("virtual_seconds", 0.0)) if rows else 0.0
     state = LoopState(ArrayRecord(weights), first, rows, time.perf_counter() - spent)
     fed = stages.fed
     evaluator = RoundEvaluator(evaluate, fed.eval_every, fed.rounds, task_eval)
     observers = Observers(cfg, stages.strategy, run_dir, on_round)
+    if is_async(cfg.strategy.strategy):
+        saved = resume.scheduler if resume is not None else None
+        return AsyncScheduler(grid, stages, evaluator, observers, saved).run(state)
     return SyncScheduler(grid, stages, evaluator, observers).run(state)

@@ -63,6 +63,7 @@ class Cell:
 class Grid:
     cells: list[Cell]
     target_accuracy: float
+    plot_against: str = "round"  # accuracy.png's x axis: "round" or "virtual-time" (hours)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -85,6 +86,11 @@ def load_grid(path: str | Path) -> Grid:
     target = bench.get("target-accuracy", 0.8)
     if not isinstance(target, (int, float)) or not 0 < target <= 1:
         raise ConfigError(f"[bench] target-accuracy must be in (0, 1], got {target!r}")
+    against = bench.get("plot-against", "round")
+    if against not in ("round", "virtual-time"):
+        raise ConfigError(
+            f'[bench] plot-against must be "round" or "virtual-time", got {against!r}'
+        )
     seeds = axes.get("seed")
     other = [(k, v) for k, v in axes.items() if k != "seed"]
     cells: list[Cell] = []
@@ -105,7 +111,7 @@ def load_grid(path: str | Path) -> Grid:
                     values["seed"] = seed
                 ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
-    return Grid(cells, float(target))
+    return Grid(cells, float(target), against)
 
 
 def _keys(table: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +179,15 @@ def _rounds_to(rows: list[dict[str, Any]], target: float) -> int | None:
     return None
 
 
+def _hours_to(rows: list[dict[str, Any]], target: float) -> float | None:
+    """Virtual hours (the clock's `virtual_seconds`) until the first row at `target`."""
+    for r in rows:
+        if r.get("accuracy") is not None and r["accuracy"] >= target:
+            v = r.get("virtual_seconds")
+            return None if v is None else float(v) / 3600.0
+    return None
+
+
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -187,6 +202,8 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
     table = []
     for (variant, group), cells in groups.items():
         finals, bests, reach, sent, recv, wall, eps, pld = [], [], [], [], [], [], [], []
+        hours: list[float] = []
+        total: list[float] = []
         cl: dict[str, list[float]] = {k: [] for k in CONTINUAL_KEYS}
         seeds_done = 0
         for cell in cells:
@@ -201,10 +218,15 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
             r = _rounds_to(rows, grid.target_accuracy)
             if r is not None:
                 reach.append(r)
+            h = _hours_to(rows, grid.target_accuracy)
+            if h is not None:
+                hours.append(h)
             if any("bytes_sent" in x for x in rows):  # withheld under central DP
                 sent.append(sum(x.get("bytes_sent", 0) for x in rows) / 1e6)
                 recv.append(sum(x.get("bytes_received", 0) for x in rows) / 1e6)
             wall.append(summary["wall_seconds"])
+            if rows and rows[-1].get("virtual_seconds") is not None:
+                total.append(float(rows[-1]["virtual_seconds"]) / 3600.0)
             if summary.get("dp") == "central":  # no epsilon recorded = no noise = infinite
                 e, e_pld = summary.get("epsilon"), summary.get("epsilon_pld")
                 eps.append(math.inf if e is None else float(e))
@@ -225,6 +247,9 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "best_std": bs,
                 "rounds_to_target": statistics.fmean(reach) if reach else None,
                 "reached": f"{len(reach)}/{seeds_done}",
+                # virtual hours to the target (seeds that reached it), the clock's view
+                "virtual_hours_to_target": statistics.fmean(hours) if hours else None,
+                "virtual_hours_total": statistics.fmean(total) if total else None,
                 "mb_sent": statistics.fmean(sent) if sent else None,
                 "mb_received": statistics.fmean(recv) if recv else None,
                 "wall_seconds": statistics.fmean(wall) if wall else None,
@@ -248,6 +273,10 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
+def _hours(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f}"
+
+
 def _epsilon(value: float | None) -> str:
     if value is None:
         return "-"
@@ -268,8 +297,9 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
             "",
             f"| rank | variant |{' epsilon (RDP) | epsilon (PLD) |' if private else ''} "
             f"final acc % | best acc % "
-            f"| rounds to {100 * target:.0f}% | MB sent | MB received | wall s | seeds |",
-            f"|---:|---|{'---:|---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|",
+            f"| rounds to {100 * target:.0f}% | virtual h to {100 * target:.0f}% | MB sent "
+            "| MB received | wall s | seeds |",
+            f"|---:|---|{'---:|---:|' if private else ''}---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for rank, r in enumerate(rows, start=1):
             reach = (
@@ -285,7 +315,8 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
             )
             lines.append(
                 f"| {rank} | {r['variant']} |{eps} {_pct(r['final_mean'], r['final_std'])} | "
-                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {fmt(r['mb_sent'])} | "
+                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | "
+                f"{_hours(r.get('virtual_hours_to_target'))} | {fmt(r['mb_sent'])} | "
                 f"{fmt(r['mb_received'])} | {fmt(r['wall_seconds'])} | {r['seeds']} |"
             )
         lines.append("")
@@ -315,12 +346,17 @@ def plot_grid(grid: Grid, out: Path) -> None:
     """Accuracy per round, one line per variant, one panel per group, seed band shaded."""
     from server.plots.bench import plot_grid_curves
 
+    timed = grid.plot_against == "virtual-time"
     panels: dict[str, dict[str, list[list[float]]]] = {}
+    times: dict[str, dict[str, list[list[float]]]] = {}
     for cell in grid.cells:
         rows = read_metrics(out / "cells" / cell.label)
-        acc = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        evaluated = [r for r in rows if r.get("accuracy") is not None]
+        acc = [r["accuracy"] for r in evaluated]
         variants = panels.setdefault(cell.group, {})
         seeds = variants.setdefault(cell.variant, [])
         if acc:
             seeds.append(acc)
-    plot_grid_curves(panels, out / "accuracy.png")
+            hours = [float(r.get("virtual_seconds") or 0.0) / 3600.0 for r in evaluated]
+            times.setdefault(cell.group, {}).setdefault(cell.variant, []).append(hours)
+    plot_grid_curves(panels, out / "accuracy.png", times if timed else None)

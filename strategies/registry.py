@@ -97,6 +97,10 @@ STRATEGIES: dict[str, Builder] = {
     "rfa": lambda c, n: GeometricMedian(
         **_common(n), iterations=c.strategy.rfa_iterations, eps=c.strategy.rfa_eps
     ),
+    # Asynchronous: the server step is strategies/fedasync.py / fedbuff.py, applied by
+    # server/pipeline/async_scheduler.py; the Flower shell only builds the messages.
+    "fedasync": lambda c, n: fl.FedAvg(**_common(n)),
+    "fedbuff": lambda c, n: fl.FedAvg(**_common(n)),
     "centeredclip": lambda c, n: CenteredClipping(
         **_common(n), tau=c.strategy.clip_tau, iterations=c.strategy.clip_iterations
     ),

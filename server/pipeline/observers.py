@@ -29,6 +29,9 @@ class Observers:
         on_round: RoundObserver | None = None,
     ) -> None:
         self.cfg, self.strategy, self.run_dir, self.on_round = cfg, strategy, run_dir, on_round
+        # A scheduler with state beyond the model (async: the clock, updates in flight)
+        # sets this: () -> (JSON meta, arrays), written into the same checkpoint.
+        self.extra_state: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]] | None = None
 
     def __call__(
         self,
@@ -42,7 +45,8 @@ class Observers:
         row = release_row(row, self.cfg)  # under central DP: only what epsilon covers
         rows.append(row)
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir, rnd, weights, self.strategy, rows)
+            extra = self.extra_state() if self.extra_state is not None else None
+            save_checkpoint(self.run_dir, rnd, weights, self.strategy, rows, extra)
         if self.on_round is not None:
             self.on_round(row, release_histograms({"client_update_norms": norms}, self.cfg))
         return row

@@ -8,10 +8,14 @@ policy that knows availability (issue 15) implements the same two methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from learning.config import FederationConfig
+from learning.streams import Tag, generator
 from server.sampling import poisson_clients, sample_clients, top_up_clients
 
 
@@ -62,9 +66,73 @@ class PoissonSampling:
         return []
 
 
-def sampling_policy(fed: FederationConfig, poisson: bool, key: int | None) -> SamplingPolicy:
-    """The policy for a run over `fed` (deployment: num-clients = connected SuperNodes)."""
+@dataclass(frozen=True)
+class AvailableSampling:
+    """`k` clients among those online now (`online(pid)`), from the (seed, round,
+    attempt) stream: candidates are drawn in seeded batches and kept when online and
+    new, so a draw costs O(k / share online), never a scan of the population (unless
+    almost nobody is online: then one scan, seeded the same way)."""
+
+    seed: int
+    num_clients: int
+    k: int
+    online: Callable[[int], bool]
+    tops_up: bool = True
+
+    def draw(self, server_round: int) -> list[int]:
+        return self._pick(server_round, 0, set(), self.k)
+
+    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        return self._pick(server_round, attempt, tried, k)
+
+    def _pick(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        rng = generator(self.seed, Tag.AVAILABLE_SAMPLE, server_round, attempt)
+        return pick_online(rng, self.num_clients, k, tried, self.online)
+
+
+def pick_online(
+    rng: np.random.Generator,
+    num_clients: int,
+    k: int,
+    exclude: set[int],
+    online: Callable[[int], bool],
+) -> list[int]:
+    """Up to `k` distinct online clients outside `exclude`, sorted: seeded candidates in
+    batches (O(k / share online)); after 32 batches one seeded scan of the rest."""
+    picked: list[int] = []
+    seen = set(exclude)
+    if k <= 0:
+        return picked
+    for _ in range(32):
+        for p in rng.integers(0, num_clients, size=max(16, 4 * k)).tolist():
+            if p not in seen:
+                seen.add(p)
+                if online(p):
+                    picked.append(p)
+                    if len(picked) == k:
+                        return sorted(picked)
+    rest = [p for p in rng.permutation(num_clients).tolist() if p not in seen]
+    picked += [p for p in rest if online(p)][: k - len(picked)]
+    return sorted(picked)
+
+
+def sampling_policy(
+    fed: FederationConfig,
+    poisson: bool,
+    key: int | None,
+    k: int | None = None,
+    online: Callable[[int], bool] | None = None,
+) -> SamplingPolicy:
+    """The policy for a run over `fed` (deployment: num-clients = connected SuperNodes).
+
+    `k` (over-selection) replaces clients-per-round; `online` (availability that is not
+    `always`) makes the seeded draw pick among online clients. Central DP's Poisson draw
+    ignores both: it stays over the whole population (the accountant's q), and the
+    scheduler drops the drawn clients that are offline after the draw."""
     if poisson:
         assert key is not None, "central DP samples with the server's key"
         return PoissonSampling(key, fed.num_clients, fed.clients_per_round / fed.num_clients)
-    return SeededSampling(fed.seed, fed.num_clients, fed.clients_per_round)
+    k = fed.clients_per_round if k is None else k
+    if online is not None:
+        return AvailableSampling(fed.seed, fed.num_clients, k, online)
+    return SeededSampling(fed.seed, fed.num_clients, k)

@@ -15,7 +15,9 @@ from flwr.serverapp import Grid
 
 from privacy.accounting import privacy_row
 from server.pipeline import records
+from server.pipeline.clock import RoundTime
 from server.pipeline.collect import Cohort, collect, collect_secure
+from server.pipeline.dispatch import nbytes
 from server.pipeline.evaluate import RoundEvaluator
 from server.pipeline.observers import Observers
 from server.pipeline.setup import Stages
@@ -49,6 +51,23 @@ class SyncScheduler:
         self, grid: Grid, stages: Stages, evaluate: RoundEvaluator, observers: Observers
     ) -> None:
         self.grid, self.s, self.evaluate, self.observers = grid, stages, evaluate, observers
+        # This round's attempts on the clock: (partition ids, bytes sent to each).
+        self.attempts: list[tuple[list[int], int]] = []
+        self.unavailable = 0  # drawn (Poisson) but offline: dropped after the draw
+
+    def _online(self, pids: list[int]) -> list[int]:
+        """Central DP draws over everyone; the offline ones are dropped after the draw."""
+        clock = self.s.clock
+        if clock.availability.always:
+            return pids
+        online = [p for p in pids if clock.online(p)]
+        self.unavailable += len(pids) - len(online)
+        return online
+
+    def _send(self, rnd: int, arrays: ArrayRecord, pids: list[int]) -> list:
+        messages = self.s.dispatch(rnd, arrays, pids)
+        self.attempts.append((list(pids), nbytes(messages[0].content) if messages else 0))
+        return messages
 
     def run(self, state: LoopState) -> LoopResult:
         for rnd in range(state.next_round, self.s.fed.rounds + 1):
@@ -62,9 +81,10 @@ class SyncScheduler:
     def gather(self, rnd: int, arrays: ArrayRecord) -> Cohort:
         """sample -> dispatch -> collect, with top-ups while short of min-clients."""
         s, fed = self.s, self.s.fed
-        pids = s.sampling.draw(rnd)
+        self.attempts, self.unavailable = [], 0
+        pids = self._online(s.sampling.draw(rnd))
         if s.secure is not None:
-            cohort = collect_secure(s.secure, self.grid, s.dispatch(rnd, arrays, pids), rnd)
+            cohort = collect_secure(s.secure, self.grid, self._send(rnd, arrays, pids), rnd)
             cohort.tried.update(pids)
             return cohort
         cohort = Cohort()
@@ -72,7 +92,7 @@ class SyncScheduler:
             # First attempt: the round's sample. A retry tops up: it asks as many fresh
             # clients (seeded by round and attempt, never one already tried) as are missing.
             cohort.tried.update(pids)
-            cohort.add(collect(self.grid, s.dispatch(rnd, arrays, pids), fed.timeout), s.shapes)
+            cohort.add(collect(self.grid, self._send(rnd, arrays, pids), fed.timeout), s.shapes)
             useful = len(cohort.useful())
             cohort.enough = useful >= fed.min_clients or not s.sampling.tops_up
             if cohort.enough or fed.too_few == "skip" or cohort.retries >= s.max_retries:
@@ -82,11 +102,20 @@ class SyncScheduler:
             if not pids:
                 return cohort
 
+    def time_round(self, rnd: int, cohort: Cohort) -> RoundTime:
+        """Advance the clock by the round; late and offline updates leave `cohort.valid`
+        (they are discarded before aggregation, and counted)."""
+        timed = self.s.clock.round(rnd, self.attempts, cohort, drop=self.s.secure is None)
+        if len(timed.kept) != len(cohort.valid):
+            cohort.valid = timed.kept
+        return timed
+
     def step(self, state: LoopState, rnd: int) -> dict[str, Any]:
         """One round; updates `state` and returns the released row."""
         t0 = time.perf_counter()
         before = state.arrays.to_numpy_ndarrays()
         cohort = self.gather(rnd, state.arrays)
+        timed = self.time_round(rnd, cohort)
         valid = self.s.aggregate.prepare(cohort, before)
         t1 = time.perf_counter()
         health, norms = records.health(before, valid)
@@ -102,5 +131,6 @@ class SyncScheduler:
         timings = records.Timings(t0, t1, t_health, t2, t3).row(state.started)
         privacy = privacy_row(self.s.private_cfg, self.s.strategy)
         row = records.round_row(rnd, evaluation, valid, health, privacy, cohort, outcome, timings)
+        row.update(timed.row(self.s.clock.now), unavailable=self.unavailable)
         state.next_round = rnd + 1
         return self.observers(rnd, row, weights, norms, state.rows)

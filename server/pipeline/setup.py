@@ -10,12 +10,14 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from learning.config import ExperimentConfig, FederationConfig
+from learning.config_checks import over_selected
 from learning.training import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
 from privacy.secagg.round import SecureSender
 from privacy.server_key import client_config, server_key
 from server.deployment import NodeDealer
 from server.pipeline.aggregate import Aggregator
+from server.pipeline.clock import Clock
 from server.pipeline.dispatch import Dispatcher, stamp
 from server.pipeline.sampling_policy import SamplingPolicy, sampling_policy
 from strategies.registry import build_strategy
@@ -33,6 +35,7 @@ class Stages:
     aggregate: Aggregator
     secure: SecureSender | None
     max_retries: int
+    clock: Clock
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -59,17 +62,20 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else stamp
     base = client_config(cfg.to_flat())  # never the server-only keys
+    clock = Clock(cfg, fed.num_clients)
+    online = None if clock.availability.always else clock.online
     return Stages(
         cfg=cfg,
         private_cfg=private_cfg,
         fed=fed,
         strategy=strategy,
         weights=weights,
-        sampling=sampling_policy(fed, central, key),
+        sampling=sampling_policy(fed, central, key, over_selected(cfg), online),
         dispatch=Dispatcher(strategy, grid, base, address),
         aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,
+        clock=clock,
     )
 
 

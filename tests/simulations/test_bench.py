@@ -150,3 +150,48 @@ def test_a_bench_directory_in_use_is_refused(tmp_path):
     assert proc.returncode == 2
     assert "in use by another perennial bench" in proc.stderr
     assert not (out / "cells").exists() or not any((out / "cells").iterdir())
+
+
+def test_bench_reports_virtual_hours_to_target(tmp_path):
+    """results.csv gains the virtual time-to-target (from rows' virtual_seconds)."""
+    import json as _json
+
+    from simulations.bench import load_grid, summarise_grid, write_tables
+
+    grid_file = tmp_path / "g.toml"
+    grid_file.write_text(
+        '[base]\nrounds = 3\n[axes]\nseed = [0]\n[[variant]]\nstrategy = "fedavg"\n'
+        "[bench]\ntarget-accuracy = 0.5\n"
+    )
+    grid = load_grid(grid_file)
+    out = tmp_path / "out"
+    cell = out / "cells" / grid.cells[0].label
+    cell.mkdir(parents=True)
+    rows = [
+        {"round": 1, "accuracy": 0.3, "virtual_seconds": 1800.0},
+        {"round": 2, "accuracy": 0.6, "virtual_seconds": 5400.0},
+        {"round": 3, "accuracy": 0.7, "virtual_seconds": 7200.0},
+    ]
+    (cell / "metrics.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    (cell / "summary.json").write_text(
+        _json.dumps({"final_accuracy": 0.7, "best_accuracy": 0.7, "wall_seconds": 1.0})
+    )
+    table = summarise_grid(grid, out)
+    assert table[0]["rounds_to_target"] == 2
+    assert table[0]["virtual_hours_to_target"] == 1.5
+    assert table[0]["virtual_hours_total"] == 2.0
+    write_tables(table, out, 0.5)
+    assert "virtual_hours_to_target" in (out / "results.csv").read_text()
+    assert "virtual h to 50%" in (out / "results.md").read_text()
+    from simulations.bench import Grid, plot_grid
+
+    plot_grid(Grid(grid.cells, 0.5, "virtual-time"), out)
+    assert (out / "accuracy.png").stat().st_size > 0
+
+
+def test_the_time_grid_loads():
+    from simulations.bench import load_grid
+
+    grid = load_grid("simulations/experiments/time.toml")
+    assert {c.variant for c in grid.cells} == {"sync", "deadline", "fedasync", "fedbuff"}
+    assert len(grid.cells) == 8 and grid.plot_against == "virtual-time"
