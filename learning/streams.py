@@ -51,6 +51,8 @@ class Tag(IntEnum):
     POISSON = 32  # central DP's Poisson draw (fields: round)
     CENTRAL_NOISE = 33  # central DP noise (fields: round, stream)
     SERVER_KEY = 34  # the public stand-in key of a run without DP (fields: none)
+    # public again (key = the run's seed), appended so no earlier tag moves
+    SAMPLED_SHARD = 35  # a client's shard of the `sampled` partition (fields: client)
 
 
 ARITY = {
@@ -76,6 +78,7 @@ ARITY = {
     Tag.POISSON: 1,
     Tag.CENTRAL_NOISE: 2,
     Tag.SERVER_KEY: 0,
+    Tag.SAMPLED_SHARD: 1,
 }
 
 
