@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from logging import WARNING
 from pathlib import Path
 
 import numpy as np
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from clients.attacks import COLLUDING
 from learning.config import ExperimentConfig, FederationConfig
 from learning.training import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
@@ -16,9 +20,9 @@ from privacy.secagg.round import SecureSender
 from privacy.server_key import client_config, server_key
 from server.deployment import NodeDealer
 from server.pipeline.aggregate import Aggregator
-from server.pipeline.dispatch import Dispatcher, stamp
+from server.pipeline.dispatch import Dispatcher, chunk_stamp, stamp
 from server.pipeline.sampling_policy import SamplingPolicy, sampling_policy
-from strategies.registry import build_strategy
+from strategies.registry import build_strategy, pooling_kind
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Stages:
     aggregate: Aggregator
     secure: SecureSender | None
     max_retries: int
+    pooling: str | None = None  # pooled dispatch's kind (strategies/pooling.py); None: off
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -58,6 +63,9 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None
     fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else stamp
+    pooling = pooling_for(cfg)
+    if pooling is not None:
+        address = functools.partial(chunk_stamp, size=fed.clients_per_message)
     base = client_config(cfg.to_flat())  # never the server-only keys
     return Stages(
         cfg=cfg,
@@ -70,7 +78,38 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,
+        pooling=pooling,
     )
+
+
+def pooling_for(cfg: ExperimentConfig) -> str | None:
+    """The run's pooling kind, or None: one message per client. Pooling needs
+    clients-per-message > 1, simulation mode (a SuperNode is one client), no SecAgg+
+    (its own protocol), no colluding attack (it needs every update) and a strategy that
+    declares a pooling kind (strategies/registry.py: POOLING); otherwise the run keeps
+    one message per client, and says so."""
+    fed = cfg.federation
+    if fed.clients_per_message <= 1:
+        return None
+    kind = pooling_kind(cfg.strategy.strategy, cfg.privacy.dp)
+    why = None
+    if fed.federation_mode != "simulation":
+        why = "deployment mode"
+    elif cfg.privacy.secure_aggregation:
+        why = "SecAgg+"
+    elif cfg.attack.attack in COLLUDING:
+        why = f"the colluding attack {cfg.attack.attack!r}"
+    elif kind is None:
+        why = f"strategy {cfg.strategy.strategy!r} needs individual updates"
+    if why is not None:
+        log(
+            WARNING,
+            "clients-per-message=%d ignored: %s; one message per client",
+            fed.clients_per_message,
+            why,
+        )
+        return None
+    return kind
 
 
 def _data_shape(cfg: ExperimentConfig) -> tuple[tuple[int, int, int], int]:
