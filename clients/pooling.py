@@ -20,6 +20,7 @@ client that raises or answers non-finite weights costs only its own entry.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable
@@ -82,11 +83,9 @@ def client_message(msg: Message, pid: int) -> Message:
                 }
             )
         content[key] = record
-    return Message(
-        content=content,
-        dst_node_id=msg.metadata.dst_node_id,
-        message_type=msg.metadata.message_type,
-    )
+    # The received message's own metadata (copied): a new instruction message would need
+    # a task identity, which only Flower's runtime sets, and is not ours to invent.
+    return Message(content=content, metadata=copy.copy(msg.metadata))
 
 
 def _norm(x: list[np.ndarray], y: list[np.ndarray]) -> float:
