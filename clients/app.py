@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
 from clients.continual import continual_step
+from clients.pooling import is_pooled, pooled_reply
 from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
@@ -121,9 +122,17 @@ def local_train_config(cfg: ExperimentConfig, server_round: int = 1) -> LocalTra
     )
 
 
-def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
-    """Run one local update; returns the reply content and the per-message extras."""
-    cfg, extras = experiment_from_message(msg)
+def train_update(
+    msg: Message,
+    context: Context,
+    weights: list[np.ndarray] | None = None,
+    parsed: tuple[ExperimentConfig, dict] | None = None,
+) -> tuple[RecordDict, dict]:
+    """Run one local update; returns the reply content and the per-message extras.
+
+    A pooled message's clients pass the weights it carried (deserialised once) and its
+    parsed config with this client's `partition-id` in the extras."""
+    cfg, extras = parsed or experiment_from_message(msg)
     configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
     pid = partition_id_for(extras, context)
     cfg = node_local_config(cfg, extras, context)
@@ -139,7 +148,8 @@ def train_update(msg: Message, context: Context) -> tuple[RecordDict, dict]:
         time.sleep(faults.fault_straggler_delay)
     ds = dataset_for(cfg)
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
-    weights = msg.content["arrays"].to_numpy_ndarrays()
+    if weights is None:
+        weights = msg.content["arrays"].to_numpy_ndarrays()
     step = None
     if cfg.continual.scenario != "none":  # this round's task data (+ method inputs)
         step = continual_step(cfg, pid, server_round, weights, trainer)
@@ -218,8 +228,33 @@ def worker_node(context: Context | None = None) -> int:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    if is_pooled(msg):
+        return Message(content=train_pooled(msg, context), reply_to=msg)
     content, _ = train_update(msg, context)
     return Message(content=content, reply_to=msg)
+
+
+def train_pooled(msg: Message, context: Context) -> RecordDict:
+    """Every client a pooled message names, each through the per-client mods (weights-only
+    check, clipping / local DP), pooled into one reply (clients/pooling.py)."""
+    cfg, extras = experiment_from_message(msg)  # once per message
+    configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
+
+    def train_one(sub: Message, weights: list[np.ndarray]) -> Message:
+        pid = int(sub.content["config"]["partition-id"])
+        parsed = (cfg, {**extras, "partition-id": pid})
+
+        def handler(m: Message, c: Context) -> Message:
+            content, _ = train_update(m, c, weights, parsed)
+            return Message(content=content, reply_to=m)
+
+        return weights_only_mod(sub, context, lambda m, c: privacy_mod(m, c, handler))
+
+    facts = {
+        "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,
+        "worker-node": worker_node(None),
+    }
+    return pooled_reply(msg, train_one, facts)
 
 
 @app.evaluate()

@@ -60,6 +60,9 @@ class DataConfig:
     shards_per_client: int = _k(2, "shards partition: label-sorted shards per client", min=1)
     classes_per_client: int = _k(2, "classes partition: labels per client", min=1)
     quantity_sigma: float = _k(1.0, "quantity partition: lognormal sigma of sizes", min=0.0)
+    examples_per_client: int = _k(
+        20, "sampled partition: examples each client draws with replacement", min=1
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,13 @@ class FederationConfig:
         "simulation: the server names a partition per message; deployment: it samples "
         "connected SuperNodes, each training on its own node-config data",
         choices=("simulation", "deployment"),
+    )
+    clients_per_message: int = _k(
+        1,
+        "simulation: clients one worker message trains, one after another from the same "
+        "weights, pooled into one partial aggregate where the strategy declares it "
+        "(1 = one message per client)",
+        min=1,
     )
 
 

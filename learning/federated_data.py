@@ -6,13 +6,14 @@ partitioning once, and a client update only gathers its own rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
 from learning.config import DataConfig, ExperimentConfig
 from learning.datasets import Dataset, load_dataset, subset
-from learning.partition import label_histograms, partition_as_configured
+from learning.partition import SampledShards, label_histograms, partition_as_configured
 from learning.scenarios import (
     drift_kind,
     drift_level,
@@ -41,7 +42,12 @@ def _partitions(data: DataConfig, num_clients: int, seed: int) -> tuple[np.ndarr
     return tuple(parts)
 
 
-def partitions_for(cfg: ExperimentConfig) -> tuple[np.ndarray, ...]:
+def partitions_for(cfg: ExperimentConfig) -> Sequence[np.ndarray]:
+    """Every client's shard indices; the `sampled` partition computes each on demand."""
+    if cfg.data.partition == "sampled":
+        n = len(dataset_for(cfg).y_train)
+        seed, k = cfg.federation.seed, cfg.data.examples_per_client
+        return SampledShards(n, cfg.federation.num_clients, seed, k)
     return _partitions(cfg.data, cfg.federation.num_clients, cfg.federation.seed)
 
 

@@ -6,7 +6,7 @@ O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import TYPE_CHECKING
 
@@ -211,11 +211,60 @@ def quantity(
     return _group(owner, num_clients)
 
 
+def sampled_shard(n: int, seed: int, client: int, examples_per_client: int) -> np.ndarray:
+    """Client `client`'s shard of the `sampled` partition: `examples_per_client` indices
+    into ``range(n)`` drawn with replacement from the (seed, client) stream, sorted.
+
+    Computed per client on demand, so a federation of any size costs nothing until a
+    client trains (O(1) memory per registered client); shards overlap across clients
+    and may repeat an example, as independent draws from one population do."""
+    if n < 1:
+        raise DataError("the sampled partition needs at least one example")
+    rng = generator(seed, Tag.SAMPLED_SHARD, client)
+    return np.sort(rng.integers(0, n, size=examples_per_client, dtype=np.int64))
+
+
+class SampledShards(Sequence):
+    """The `sampled` partition as a lazy sequence of shards (nothing stored per client)."""
+
+    def __init__(self, n: int, num_clients: int, seed: int, examples_per_client: int) -> None:
+        self.n, self.num_clients = n, num_clients
+        self.seed, self.examples_per_client = seed, examples_per_client
+
+    def __len__(self) -> int:
+        return self.num_clients
+
+    def __getitem__(self, client):  # type: ignore[override]
+        if isinstance(client, slice):
+            return [self[i] for i in range(*client.indices(self.num_clients))]
+        client = int(client)
+        if client < 0:
+            client += self.num_clients
+        if not 0 <= client < self.num_clients:
+            raise IndexError(f"client {client} is outside [0, {self.num_clients})")
+        return sampled_shard(self.n, self.seed, client, self.examples_per_client)
+
+
+def sampled(
+    labels: np.ndarray,
+    num_clients: int,
+    rng: np.random.Generator,
+    *,
+    seed: int,
+    examples_per_client: int,
+    **_: object,
+) -> list:
+    """Every client draws `examples_per_client` examples with replacement (cross-device
+    populations larger than the dataset); eager form of `SampledShards`."""
+    return list(SampledShards(len(labels), num_clients, seed, examples_per_client))
+
+
 PARTITIONERS: dict[str, Partitioner] = {
     "classes": classes,
     "dirichlet": dirichlet,
     "iid": iid,
     "quantity": quantity,
+    "sampled": sampled,
     "shards": shards,
 }
 
@@ -252,6 +301,7 @@ def partition(
     shards_per_client: int = 2,
     classes_per_client: int = 2,
     quantity_sigma: float = 1.0,
+    examples_per_client: int = 20,
 ) -> list[np.ndarray]:
     """Split ``range(len(labels))`` into ``num_clients`` disjoint, sorted int64 index arrays.
 
@@ -270,9 +320,11 @@ def partition(
         "shards_per_client": check_value("shards-per-client", shards_per_client),
         "classes_per_client": check_value("classes-per-client", classes_per_client),
         "quantity_sigma": check_value("quantity-sigma", quantity_sigma),
+        "examples_per_client": check_value("examples-per-client", examples_per_client),
+        "seed": check_value("seed", seed),
     }
     k = check_value("num-clients", num_clients)
-    rng = generator(check_value("seed", seed), Tag.PARTITION)
+    rng = generator(options["seed"], Tag.PARTITION)
     return scheme(y, k, rng, **options)
 
 
@@ -307,4 +359,5 @@ def partition_as_configured(
         shards_per_client=data.shards_per_client,
         classes_per_client=data.classes_per_client,
         quantity_sigma=data.quantity_sigma,
+        examples_per_client=data.examples_per_client,
     )

@@ -56,6 +56,7 @@ class Tag(IntEnum):
     AVAILABILITY = 36  # a client's diurnal phase (fields: client)
     AVAILABLE_SAMPLE = 37  # a round's draw among online clients (fields: round, attempt)
     ASYNC_PICK = 38  # an asynchronous dispatch's clients (fields: dispatch batch)
+    SAMPLED_SHARD = 39  # a client's shard of the `sampled` partition (fields: client)
 
 
 ARITY = {
@@ -85,6 +86,7 @@ ARITY = {
     Tag.AVAILABILITY: 1,
     Tag.AVAILABLE_SAMPLE: 2,
     Tag.ASYNC_PICK: 1,
+    Tag.SAMPLED_SHARD: 1,
 }
 
 

@@ -28,6 +28,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
 from learning.streams import Tag, fresh_generator, generator
+from strategies.pooling import PoolSum
 
 Arrays = list[np.ndarray]
 
@@ -94,6 +95,25 @@ def next_clipping_norm(
     C * exp(-lr * (unclipped share - target)). Too many unclipped -> C shrinks."""
     share = unclipped / expected_clients
     return float(clipping_norm * math.exp(-learning_rate * (share - target_quantile)))
+
+
+def pool_client(
+    pool: PoolSum,
+    x: Arrays,
+    y: Arrays,
+    num_examples: int,
+    clipping_norm: float,
+    clipped_by_client: bool | None = None,
+) -> None:
+    """Central DP in a worker: one client's delta y - x clipped to C (as the server's
+    `aggregate_train` clips every reply) enters the pool's sum. `clipped_by_client` is
+    the client mod's norm bit (adaptive clipping), which decides the unclipped count
+    as it does on the server."""
+    delta = [np.asarray(w, np.float64) - g for w, g in zip(y, x, strict=True)]
+    clipped, kept = clip_update(delta, clipping_norm)
+    if clipped_by_client is not None:
+        kept = not clipped_by_client
+    pool.add_client(x, clipped, num_examples, unclipped=kept)
 
 
 def single_reply(arrays: Arrays, dtypes: list[np.dtype]) -> Message:
@@ -191,6 +211,13 @@ class CentralDP(Strategy):
         if total is None:  # nobody answered: the release still happens, noise only
             total = [np.zeros(g.shape, dtype=np.float64) for g in self._global]
         return self.aggregate_sum(server_round, total, unclipped, count)
+
+    def aggregate_pooled(
+        self, server_round: int, pool: PoolSum
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The release from pooled sums: workers clipped every client's delta to C and
+        summed them (`pool_client`); the unclipped bits arrive as a count."""
+        return self.aggregate_sum(server_round, pool.arrays, pool.unclipped, pool.clients)
 
     def aggregate_sum(
         self,

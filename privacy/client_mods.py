@@ -49,6 +49,8 @@ def privacy_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Me
     if msg.metadata.message_type != MessageType.TRAIN or "config" not in msg.content:
         return call_next(msg, ctxt)
     cfg = msg.content["config"]
+    if "partition-ids" in cfg:  # pooled: each client was clipped (and noised) on its own
+        return call_next(msg, ctxt)
     dp = cfg.get("dp", "none")
     if dp == "none":
         return call_next(msg, ctxt)

@@ -28,6 +28,14 @@ from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, 
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore.differential_privacy import KEY_NORM_BIT
 
+from strategies.pooling import (
+    CHUNK,
+    CLIENT_METRICS,
+    POOLED_CLIENTS,
+    POOLED_NORMALISER,
+    POOLED_UNCLIPPED,
+    POOLED_WEIGHT,
+)
 from strategies.scaffold import SCAFFOLD_DC_KEY
 
 # Extra ArrayRecords a strategy's protocol lets a client send (same shapes as weights).
@@ -51,6 +59,27 @@ ALLOWED_METRICS = frozenset(
     }
 )
 MAX_METRICS = 16
+# A pooled reply (multi-client dispatch, clients/pooling.py) carries sums instead of one
+# client's weights: the model-shaped ArrayRecord `arrays` holds the pool's sum, the
+# strategy's declared extra sums may follow, `metrics` may also hold the pool's scalars,
+# and `client-metrics` holds one list entry per client the message named (and nothing
+# else: the per-client scalars below, each a list of that length).
+POOLED_EXTRAS = {"scaffold": (SCAFFOLD_DC_KEY,)}
+POOLED_METRICS = frozenset(
+    {POOLED_WEIGHT, POOLED_CLIENTS, POOLED_NORMALISER, POOLED_UNCLIPPED, CHUNK}
+)
+CLIENT_LIST_METRICS = frozenset(
+    {
+        "partition-id",
+        "status",
+        "num-examples",
+        "num-steps",
+        "train-loss",
+        "train-accuracy",
+        "train-seconds",
+        "update-norm",
+    }
+)
 FAILED = "client update failed (details are logged on the client)"
 CLIENT_APP_RAISED_EXCEPTION = 2  # Flower's ErrorCode for an exception in a ClientApp
 
@@ -90,12 +119,12 @@ def _checked_arrays(record: ArrayRecord, want: dict[str, tuple[tuple, np.dtype]]
     return ArrayRecord(out)
 
 
-def _checked_metrics(record: MetricRecord) -> MetricRecord:
+def _checked_metrics(record: MetricRecord, allowed: frozenset = ALLOWED_METRICS) -> MetricRecord:
     if len(record) > MAX_METRICS:
         raise ReplyRefused(f"a reply holds more than {MAX_METRICS} metrics")
     out = {}
     for name, value in record.items():
-        if name not in ALLOWED_METRICS:
+        if name not in allowed:
             raise ReplyRefused("a reply metric is not one a client may report")
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ReplyRefused("a reply metric is not a scalar")
@@ -126,6 +155,49 @@ def checked_content(received: ArrayRecord, reply: Message, strategy: str) -> Rec
     return content
 
 
+def _checked_lists(record: MetricRecord, length: int) -> MetricRecord:
+    if set(record.keys()) != CLIENT_LIST_METRICS:
+        raise ReplyRefused("a pooled reply's client metrics are not the declared ones")
+    out = {}
+    for name, values in record.items():
+        if not isinstance(values, list) or len(values) != length:
+            raise ReplyRefused("a pooled reply's client metrics do not list every client")
+        clean = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ReplyRefused("a reply metric is not a scalar")
+            if isinstance(v, numbers.Integral):
+                clean.append(int(v))
+            else:
+                f = float(v)
+                clean.append(f if math.isfinite(f) else float("nan"))
+        if clean and any(isinstance(c, float) for c in clean):
+            clean = [float(c) for c in clean]  # one type per list (Flower's rule)
+        out[name] = clean
+    return MetricRecord(out)
+
+
+def checked_pooled_content(received: ArrayRecord, reply: Message, config) -> RecordDict:
+    """A pooled reply rebuilt from checked values; ReplyRefused if anything else."""
+    want = {k: (tuple(a.shape), np.dtype(a.dtype)) for k, a in received.items()}
+    strategy = str(config.get("strategy", ""))
+    allowed = {"arrays", *POOLED_EXTRAS.get(strategy, ())}
+    clients = len(list(config["partition-ids"]))
+    content = RecordDict()
+    for key, record in reply.content.items():
+        if isinstance(record, ArrayRecord) and key in allowed:
+            content[key] = _checked_arrays(record, want)
+        elif isinstance(record, MetricRecord) and key == "metrics":
+            content[key] = _checked_metrics(record, ALLOWED_METRICS | POOLED_METRICS)
+        elif isinstance(record, MetricRecord) and key == CLIENT_METRICS:
+            content[key] = _checked_lists(record, clients)
+        else:
+            raise ReplyRefused("a reply record is not allowed to leave the client")
+    if "arrays" not in content or "metrics" not in content or CLIENT_METRICS not in content:
+        raise ReplyRefused("a pooled reply lacks its sums or metrics")
+    return content
+
+
 def check_reply(received: ArrayRecord, reply: Message, strategy: str) -> None:
     """Raise ReplyRefused unless `reply` holds only what may leave a client."""
     checked_content(received, reply, strategy)
@@ -139,7 +211,10 @@ def weights_only_mod(msg: Message, context: Context, call_next: ClientAppCallabl
     config = msg.content["config"] if "config" in msg.content else {}
     if not bool(config.get("weights-only", True)):
         return reply
-    content = checked_content(msg.content["arrays"], reply, str(config.get("strategy", "")))
+    if "partition-ids" in config:
+        content = checked_pooled_content(msg.content["arrays"], reply, config)
+    else:
+        content = checked_content(msg.content["arrays"], reply, str(config.get("strategy", "")))
     return Message(content=content, reply_to=msg)
 
 

@@ -32,22 +32,38 @@ from learning.errors import ConfigError
 KEY_FILE = "server-key"
 # Keys the server uses and no client may see; stripped from every message.
 SERVER_ONLY_KEYS = frozenset({"privacy-seed"})
-# Keys that do not change what a run computes (where it writes, how many workers).
-_NOT_RESULTS = frozenset({"out-dir", "num-workers", "cpus-per-client", "gpus-per-client"})
+# Keys that do not change what a run computes (where it writes, how many workers, how
+# many clients share a message: pooling gives the same aggregate to float tolerance, so
+# a pinned privacy-seed draws the same noise either way).
+_NOT_RESULTS = frozenset(
+    {"out-dir", "num-workers", "cpus-per-client", "gpus-per-client", "clients-per-message"}
+)
+
+
+# Keys no client reads: how the server packs clients into messages (a pooled message
+# names its clients in `partition-ids`). Not sent, so a client's config is the same
+# whether or not its round was pooled.
+SERVER_SIDE_KEYS = frozenset({"clients-per-message"})
+
+
+def _unused(flat: dict[str, Any]) -> set[str]:
+    """Keys that change nothing in this config: `examples-per-client` outside the
+    sampled partition (neither sent nor hashed, so adding the key moved no run)."""
+    return set() if flat.get("partition") == "sampled" else {"examples-per-client"}
 
 
 def client_config(flat: dict[str, Any]) -> dict[str, Any]:
-    """The config a client may receive: every key but the server-only ones."""
-    return {k: v for k, v in without_default_clock_keys(flat).items() if k not in SERVER_ONLY_KEYS}
+    """The config a client may receive: every key but the server-only ones (and those
+    no client reads or this config does not use)."""
+    drop = SERVER_ONLY_KEYS | SERVER_SIDE_KEYS | _unused(flat)
+    return {k: v for k, v in without_default_clock_keys(flat).items() if k not in drop}
 
 
 def config_digest(cfg: ExperimentConfig) -> bytes:
     """SHA-256 of the keys that decide a run's results (not where it writes)."""
-    flat = {
-        k: v
-        for k, v in without_default_clock_keys(cfg.to_flat()).items()
-        if k not in _NOT_RESULTS and k not in SERVER_ONLY_KEYS
-    }
+    every = without_default_clock_keys(cfg.to_flat())
+    drop = _NOT_RESULTS | SERVER_ONLY_KEYS | _unused(every)
+    flat = {k: v for k, v in every.items() if k not in drop}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).digest()
 
 

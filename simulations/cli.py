@@ -85,7 +85,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="perennial-perf-") as tmp:
-        result = run_perf(args.set, args.repeats, Path(tmp))
+        result = run_perf(args.set, args.repeats, Path(tmp), cohort=args.cohort)
     print_table(result)
     if args.json:
         from simulations.perf import write_json
@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key of the perf workload",
     )
     perf.add_argument("--repeats", type=int, default=1, help="repeat and report medians")
+    perf.add_argument(
+        "--cohort",
+        action="store_true",
+        help="cross-device preset: 200 clients/round x 20 examples, lenet, pooled 25 per message",
+    )
     perf.add_argument("--json", help="also write the figures to this JSON file")
     perf.set_defaults(func=cmd_perf)
     bench = sub.add_parser("bench", help="run a grid of experiments and compare them")

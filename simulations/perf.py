@@ -49,13 +49,36 @@ def perf_config(overrides: list[str]) -> ExperimentConfig:
     return build_config(None, base + list(overrides))
 
 
+# `perennial perf --cohort`: cross-device cohorts (many small clients), issue 16's
+# workload: 200 clients per round x 20 examples, lenet, batch 10, 3 rounds, pooled 25
+# clients per message. Further `--set`s apply on top (clients-per-round, num-clients,
+# partition="sampled" for 1,000,000 registered clients, clients-per-message=1 for the
+# one-message-per-client baseline).
+COHORT = [
+    "num-clients=1000",
+    "clients-per-round=200",
+    "rounds=3",
+    'partition="sampled"',
+    "examples-per-client=20",
+    "train-subset=0",
+    'model="lenet"',
+    "batch-size=10",
+    "clients-per-message=25",
+]
+
+
 def run_bare(cfg: ExperimentConfig) -> float:
     """Sequential FedAvg over the same client updates in this process; seconds."""
     from clients.app import local_train_config
 
     fed = cfg.federation
     ds = dataset_for(cfg)
-    shards = {pid: client_shard(cfg, pid) for pid in range(fed.num_clients)}
+    sampled = {
+        pid
+        for rnd in range(1, fed.rounds + 1)
+        for pid in sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round)
+    }  # only the clients that train (a 1,000,000-client federation costs no table)
+    shards = {pid: client_shard(cfg, pid) for pid in sorted(sampled)}
     shards = {pid: (to_float_images(x), y) for pid, (x, y) in shards.items()}
     weights = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, fed.seed)
     started = time.perf_counter()
@@ -117,8 +140,12 @@ def run_quickstart(cfg: ExperimentConfig) -> dict[str, float]:
     }
 
 
-def run_perf(overrides: list[str], repeats: int, out_dir: Path) -> dict[str, Any]:
-    cfg = perf_config(overrides)
+def run_perf(
+    overrides: list[str], repeats: int, out_dir: Path, cohort: bool = False
+) -> dict[str, Any]:
+    """Side by side; `cohort`: the cross-device preset (COHORT), without the quickstart
+    (one SuperNode per client at 200 per round measures Flower, not perennial)."""
+    cfg = perf_config((COHORT if cohort else []) + list(overrides))
     fed = cfg.federation
     updates = fed.rounds * fed.clients_per_round
     samples: dict[str, list[float]] = {
@@ -136,7 +163,9 @@ def run_perf(overrides: list[str], repeats: int, out_dir: Path) -> dict[str, Any
         with PeakMemory() as mem:
             samples["bare_s"].append(run_bare(cfg))
         p = run_perennial(cfg, out_dir / f"rep{rep}-perennial")
-        q = run_quickstart(cfg)
+        q = {"seconds": float("nan"), "startup": 0.0, "peak_rss_mb": 0.0}
+        if not cohort:
+            q = run_quickstart(cfg)
         samples["perennial_s"].append(p["seconds"])
         samples["quickstart_s"].append(q["seconds"])
         samples["perennial_startup_s"].append(p["startup"])
@@ -164,6 +193,10 @@ def run_perf(overrides: list[str], repeats: int, out_dir: Path) -> dict[str, Any
         "speedup_vs_quickstart": round(med["quickstart_s"] / med["perennial_s"], 4),
         "client_updates_per_s": round(updates / med["perennial_s"], 3),
         "peak_rss_mb": round(med["peak_rss_mb"], 1),
+        "clients_per_message": fed.clients_per_message,
+        "registered_clients": fed.num_clients,
+        "bare_ms_per_update": round(1000 * med["bare_s"] / updates, 2),
+        "perennial_ms_per_update": round(1000 * med["perennial_s"] / updates, 2),
         "all_repeats": {k: [round(x, 3) for x in v] for k, v in samples.items()},
     }
 
@@ -188,6 +221,12 @@ def print_table(result: dict[str, Any]) -> None:
         f"speedup_vs_quickstart {result['speedup_vs_quickstart']:.2f}  "
         f"client_updates_per_s {result['client_updates_per_s']:.2f}  "
         f"peak_rss_mb {result['peak_rss_mb']:.0f}"
+    )
+    print(
+        f"ms per client update: bare {result['bare_ms_per_update']:.2f}  "
+        f"perennial {result['perennial_ms_per_update']:.2f}  "
+        f"(clients-per-message {result['clients_per_message']}, "
+        f"{result['registered_clients']} registered clients)"
     )
 
 

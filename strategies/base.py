@@ -21,6 +21,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import validate_message_reply_consistency
 
 from learning.errors import AggregationError
+from strategies.pooling import PoolSum
 
 Arrays = list[np.ndarray]
 Replies = list[RecordDict]  # validated contents of the train replies
@@ -126,6 +127,9 @@ class ArrayStrategy(FedAvg):
     NAME: ClassVar[str] = "strategy"
     STATE: ClassVar[str | None] = None
     SINGLE_ARRAY_RECORD: ClassVar[bool] = True
+    # The partial aggregate a worker may send for this strategy (strategies/pooling.py),
+    # or None: the server step needs every client's update.
+    POOLING: ClassVar[str | None] = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -213,6 +217,23 @@ class ArrayStrategy(FedAvg):
         self._x = x_new
         self._set_state(state_new)
         return self._record(x_new), self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+
+    def aggregate_pooled(self, server_round: int, pool: PoolSum) -> ArrayRecord | None:
+        """The new model from a round's pooled sums (`POOLING` kind); x and the state
+        move on as in `aggregate_train`. None if no client was pooled."""
+        if self.POOLING is None:
+            raise AggregationError(f"{self.NAME} needs individual updates; it cannot pool")
+        if pool.clients == 0:
+            return None
+        x, state = self._started()
+        x_new, state_new = self.pooled_step(x, state, pool)
+        self._x = x_new
+        self._set_state(state_new)
+        return self._record(x_new)
+
+    def pooled_step(self, x: Arrays, state: Arrays, pool: PoolSum) -> Step:
+        """`server_step` on the cohort's sums instead of its replies."""
+        raise NotImplementedError
 
     def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
         """The paper's server update: new ``(x, state)`` from x, state and the replies.

@@ -27,6 +27,7 @@ import numpy as np
 
 from learning.errors import AggregationError
 from strategies.base import Arrays, ArrayStrategy, Replies, Step, cast_like, check_like
+from strategies.pooling import FEDDYN, PoolSum
 
 
 def feddyn_server_update(
@@ -55,24 +56,31 @@ def feddyn_server_update(
     """
     if not thetas:
         raise AggregationError("FedDyn got no client models to aggregate")
-    if alpha <= 0:
-        raise AggregationError(f"FedDyn needs alpha > 0, got {alpha}")
-    if num_clients < len(thetas):
-        raise AggregationError(
-            f"FedDyn got {len(thetas)} client models but num_clients is {num_clients}"
-        )
-    check_like(x, h, "server state h")
     for i, theta in enumerate(thetas):
         check_like(x, theta, f"client {i} model")
-    k = len(thetas)
+    total = [np.zeros(np.shape(xl), np.float64) for xl in x]
+    for theta in thetas:
+        for t, a in zip(total, theta, strict=True):
+            t += np.asarray(a, dtype=np.float64)
+    return feddyn_pooled_update(x, total, len(thetas), h, alpha, num_clients)
+
+
+def feddyn_pooled_update(
+    x: Arrays, total: Arrays, k: int, h: Arrays, alpha: float, num_clients: int
+) -> tuple[Arrays, Arrays]:
+    """`feddyn_server_update` from ``sum_i theta_i`` (float64) and k (a pooled round)."""
+    if k < 1:
+        raise AggregationError("FedDyn got no client models to aggregate")
+    if alpha <= 0:
+        raise AggregationError(f"FedDyn needs alpha > 0, got {alpha}")
+    if num_clients < k:
+        raise AggregationError(f"FedDyn got {k} client models but num_clients is {num_clients}")
+    check_like(x, h, "server state h")
     x_new, h_new = [], []
-    for layer, (xl, hl) in enumerate(zip(x, h, strict=True)):
-        total = np.zeros(np.shape(xl), dtype=np.float64)
-        for theta in thetas:
-            total += np.asarray(theta[layer], dtype=np.float64)
-        delta_sum = total - k * np.asarray(xl, dtype=np.float64)
+    for xl, hl, tl in zip(x, h, total, strict=True):
+        delta_sum = tl - k * np.asarray(xl, dtype=np.float64)
         h_l = np.asarray(hl, dtype=np.float64) - alpha / num_clients * delta_sum
-        x_new.append(cast_like(xl, total / k - h_l / alpha))
+        x_new.append(cast_like(xl, tl / k - h_l / alpha))
         h_new.append(cast_like(hl, h_l))
     return x_new, h_new
 
@@ -122,12 +130,18 @@ class FedDyn(ArrayStrategy):
 
     NAME = "FedDyn"
     STATE = "h"
+    POOLING = FEDDYN
     _h: Arrays | None
 
     def __init__(self, *, alpha: float, num_clients: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.alpha = alpha
         self.num_clients = num_clients
+
+    def pooled_step(self, x: Arrays, state: Arrays, pool: PoolSum) -> Step:
+        return feddyn_pooled_update(
+            x, pool.arrays, pool.clients, state, self.alpha, self.num_clients
+        )
 
     def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
         """New ``(x, h)`` from the replies' models."""

@@ -30,6 +30,7 @@ from strategies.base import (
     check_like,
     reply_metrics,
 )
+from strategies.pooling import FEDNOVA, PoolSum
 
 NUM_STEPS_KEY = "num-steps"
 
@@ -119,11 +120,23 @@ class FedNova(ArrayStrategy):
     """
 
     NAME = "FedNova"
+    POOLING = FEDNOVA
 
     def __init__(self, *, momentum: float = 0.0, server_lr: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.momentum = momentum
         self.server_lr = server_lr
+
+    def pooled_step(self, x: Arrays, state: Arrays, pool: PoolSum) -> Step:
+        """With N = sum n_i, S = sum n_i (x - y_i) / a_i and A = sum n_i a_i:
+        tau_eff = A / N and the step is server_lr * tau_eff * S / N."""
+        if pool.weight <= 0:
+            raise AggregationError("FedNova got no examples to aggregate")
+        coef = self.server_lr * (pool.normaliser / pool.weight) / pool.weight
+        return [
+            cast_like(xl, np.asarray(xl, np.float64) - coef * s)
+            for xl, s in zip(x, pool.arrays, strict=True)
+        ], state
 
     def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
         """Normalised average of the replies' models (no state)."""

@@ -18,6 +18,7 @@ from strategies.centered_clipping import CenteredClipping
 from strategies.feddyn import FedDyn
 from strategies.fednova import FedNova
 from strategies.geometric_median import GeometricMedian
+from strategies.pooling import CENTRAL_DP, MEAN
 from strategies.scaffold import Scaffold
 
 Builder = Callable[[ExperimentConfig, int], fl.Strategy]
@@ -105,6 +106,26 @@ STRATEGIES: dict[str, Builder] = {
         **_common(n), tau=c.strategy.clip_tau, iterations=c.strategy.clip_iterations
     ),
 }
+
+
+# The partial aggregate each strategy's workers may send (strategies/pooling.py): Flower's
+# mean-based strategies by name, ours from their class attribute; absent = individual
+# updates needed (Krum family, median, trimmed mean, RFA, centred clipping, q-FedAvg).
+POOLING: dict[str, str] = {
+    **dict.fromkeys(("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad"), MEAN),
+    "scaffold": Scaffold.POOLING,
+    "fednova": FedNova.POOLING,
+    "feddyn": FedDyn.POOLING,
+}
+
+
+def pooling_kind(strategy: str, dp: str = "none") -> str | None:
+    """How workers pool a run's clients (None: one reply per client). Central DP wraps
+    a mean-based strategy: workers send the sum of clipped deltas whatever it is."""
+    kind = POOLING.get(strategy)
+    if kind is not None and dp == "central":
+        return CENTRAL_DP
+    return kind
 
 
 def check_strategy_name(name: str) -> None:

@@ -30,6 +30,7 @@ from flwr.serverapp import Grid
 
 from learning.errors import AggregationError
 from strategies.base import Arrays, ArrayStrategy, Replies, Step, cast_like, check_like, mean_delta
+from strategies.pooling import SCAFFOLD, PoolSum
 
 SCAFFOLD_C_KEY = "scaffold-c"
 SCAFFOLD_DC_KEY = "scaffold-dc"
@@ -127,6 +128,7 @@ class Scaffold(ArrayStrategy):
 
     NAME = "SCAFFOLD"
     STATE = "c"
+    POOLING = SCAFFOLD
     SINGLE_ARRAY_RECORD = False  # replies also carry "scaffold-dc"
     _c: Arrays | None
 
@@ -145,6 +147,22 @@ class Scaffold(ArrayStrategy):
         for msg in messages:
             msg.content[SCAFFOLD_C_KEY] = c_record
         return messages
+
+    def pooled_step(self, x: Arrays, state: Arrays, pool: PoolSum) -> Step:
+        """`scaffold_server_update` from ``sum y_i``, ``sum dc_i`` and k."""
+        k = pool.clients
+        if self.num_clients < k:
+            raise AggregationError(
+                f"SCAFFOLD got {k} client updates but num_clients is {self.num_clients}"
+            )
+        frac = k / self.num_clients
+        ys, dcs = pool.arrays, pool.extras[SCAFFOLD_DC_KEY]
+        x_new = [
+            cast_like(xl, xl + self.server_lr * (y / k - np.asarray(xl, np.float64)))
+            for xl, y in zip(x, ys, strict=True)
+        ]
+        c_new = [cast_like(cl, cl + frac * (d / k)) for cl, d in zip(state, dcs, strict=True)]
+        return x_new, c_new
 
     def server_step(self, x: Arrays, state: Arrays, contents: Replies) -> Step:
         """New ``(x, c)`` from the replies' y_i and scaffold-dc."""

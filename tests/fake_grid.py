@@ -72,11 +72,34 @@ class FakeClients(RecordingGrid):
         return (pid, rnd) in pairs or (pid, 0) in pairs
 
     def send_and_receive(self, messages, timeout=None):
+
+        from clients.pooling import is_pooled, pooled_reply
+
+        replies = []
+        for msg in messages:
+            if is_pooled(msg):  # the real worker pooling over fake per-client updates
+                self.seen.append(msg)
+                content = pooled_reply(msg, self._train_one)
+                replies.append(Message(content, reply_to=msg))
+                continue
+            replies.extend(self._answer([msg]))
+        return replies
+
+    def _train_one(self, sub, weights):
+        """One client of a pooled message, answered as a one-client message would be;
+        a crash or a dropped client raises (the worker records it as failed)."""
+        got = self._answer([sub], record=False)
+        if not got or got[0].has_error():
+            raise RuntimeError("fake client failed")
+        return got[0]
+
+    def _answer(self, messages, record: bool = True):
         from flwr.app import Error
 
         replies = []
         for msg in messages:
-            self.seen.append(msg)
+            if record:
+                self.seen.append(msg)
             config = msg.content["config"]
             rnd = int(config["server-round"])
             if "partition-id" in config:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from logging import WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp.strategy import Strategy
 
@@ -25,6 +25,8 @@ from privacy.central_dp import CentralDP
 from privacy.secagg.round import SecureSender
 from server.pipeline.collect import Cohort
 from server.pipeline.updates import ClientUpdate, messages
+from strategies.base import ArrayStrategy
+from strategies.pooling import CENTRAL_DP, PoolSum
 
 TOO_FEW = "no aggregate: too few usable replies"
 
@@ -74,6 +76,26 @@ def cast_like(record: ArrayRecord, dtypes: list[np.dtype]) -> ArrayRecord:
     return ArrayRecord([a.astype(d) for a, d in zip(arrays, dtypes, strict=True)])
 
 
+def aggregate_pooled(
+    strategy: Strategy, rnd: int, pool: PoolSum, dtypes: list[np.dtype]
+) -> ArrayRecord | None:
+    """The strategy's step on a round's pooled sums: ours take the sums
+    (`ArrayStrategy.aggregate_pooled`); Flower's mean-based ones get one reply, the
+    cohort's weighted mean with num-examples = sum n_i, so their weighted average and
+    server optimiser run on exactly the cohort's mean."""
+    if isinstance(strategy, ArrayStrategy):
+        return strategy.aggregate_pooled(rnd, pool)
+    if pool.weight <= 0:
+        return None
+    mean = [np.asarray(a).astype(d) for a, d in zip(pool.mean(), dtypes, strict=True)]
+    content = RecordDict(
+        {"arrays": ArrayRecord(mean), "metrics": MetricRecord({"num-examples": pool.examples})}
+    )
+    reply = Message(content=content, dst_node_id=0, message_type=MessageType.TRAIN)
+    new, _ = strategy.aggregate_train(rnd, [reply])
+    return new
+
+
 class Aggregator:
     """The strategy's server step on a round's cohort."""
 
@@ -87,7 +109,10 @@ class Aggregator:
         self.cfg, self.strategy, self.secure, self.dtypes = cfg, strategy, secure, dtypes
 
     def prepare(self, cohort: Cohort, x: list[np.ndarray]) -> list[ClientUpdate]:
-        """The cohort's valid updates in aggregation order, colluders rewritten."""
+        """The cohort's valid updates in aggregation order, colluders rewritten (never
+        pooled: a colluding attack keeps one message per client)."""
+        if cohort.pooled:
+            return ordered(cohort.valid)
         return collude(self.cfg, ordered(cohort.valid), x)
 
     def __call__(
@@ -99,7 +124,13 @@ class Aggregator:
     ) -> Aggregate:
         useful = [u for u in valid if u.num_examples > 0]
         new, bound = None, None
-        if cohort.secure_mean is not None:
+        if cohort.pooled:
+            if isinstance(self.strategy, CentralDP):  # released every round, as below
+                pool = cohort.pool or PoolSum.zeros(CENTRAL_DP, before)
+                new, _ = self.strategy.aggregate_pooled(rnd, pool)
+            elif cohort.pool is not None and cohort.pool.clients and cohort.enough:
+                new = aggregate_pooled(self.strategy, rnd, cohort.pool, self.dtypes)
+        elif cohort.secure_mean is not None:
             assert self.secure is not None
             new = self.secure.aggregate(self.strategy, rnd, cohort.secure_mean, before, len(valid))
         elif isinstance(self.strategy, CentralDP):

@@ -45,6 +45,32 @@ def stamp(messages: list[Message], partition_ids: list[int], round_: int) -> lis
     return out
 
 
+def chunk_stamp(
+    messages: list[Message], partition_ids: list[int], round_: int, size: int
+) -> list[Message]:
+    """Pooled dispatch: the clients in partition-id order, cut into chunks of `size`
+    (the last may be shorter), one message per chunk naming its clients
+    (`partition-ids`) and its index (`chunk`), dealt round-robin over the slots.
+
+    Which clients share a chunk depends only on the sample and `size`, never on the
+    number of slots or workers, so the pooled sums (added in chunk order) are too."""
+    if not messages:
+        return []
+    ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
+    pids = sorted(int(p) for p in partition_ids)
+    out = []
+    for i, start in enumerate(range(0, len(pids), size)):
+        template = ordered[i % len(ordered)]
+        out.append(
+            addressed_copy(
+                template,
+                template.metadata.dst_node_id,
+                **{"partition-ids": pids[start : start + size], "server-round": round_, "chunk": i},
+            )
+        )
+    return out
+
+
 def nbytes(content: RecordDict) -> int:
     """Bytes of all arrays a message carries (weights plus any strategy extras)."""
     return int(

@@ -44,9 +44,29 @@ class Timings:
 def health(
     before: list[np.ndarray], valid: Sequence[ClientUpdate]
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Update norms and cosines of the valid updates (none under SecAgg+: no arrays)."""
+    """Update norms and cosines of the valid updates (none under SecAgg+: no arrays).
+
+    Pooled clients' models never reach the server: their norms ||y_i - x|| are measured
+    in the worker (`update-norm`), so the norm fields and histograms keep their meaning;
+    the cosines to the mean would need every update and are None in pooled rounds."""
+    if any(u.pooled for u in valid):
+        return pooled_health(valid)
     arrays = [list(u.arrays) for u in valid if u.arrays is not None]
     return update_health(before, None, arrays)
+
+
+def pooled_health(valid: Sequence[ClientUpdate]) -> tuple[dict[str, Any], np.ndarray]:
+    norms = np.array([float(u.metrics["update-norm"]) for u in valid if u.num_examples > 0])
+    if not len(norms):
+        return {"nonfinite_values": 0}, np.zeros(0)
+    return {
+        "nonfinite_values": 0,  # non-finite clients were refused in the worker
+        "client_update_norm_mean": float(norms.mean()),
+        "client_update_norm_std": float(norms.std()),
+        "client_update_norm_max": float(norms.max()),
+        "client_cosine_to_mean_mean": None,
+        "client_cosine_to_mean_min": None,
+    }, norms
 
 
 def global_update_norm(before: list[np.ndarray], after: list[np.ndarray]) -> float:

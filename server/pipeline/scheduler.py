@@ -16,7 +16,7 @@ from flwr.serverapp import Grid
 from privacy.accounting import privacy_row
 from server.pipeline import records
 from server.pipeline.clock import RoundTime
-from server.pipeline.collect import Cohort, collect, collect_secure
+from server.pipeline.collect import Cohort, collect, collect_pooled, collect_secure
 from server.pipeline.dispatch import nbytes
 from server.pipeline.evaluate import RoundEvaluator
 from server.pipeline.observers import Observers
@@ -92,7 +92,13 @@ class SyncScheduler:
             # First attempt: the round's sample. A retry tops up: it asks as many fresh
             # clients (seeded by round and attempt, never one already tried) as are missing.
             cohort.tried.update(pids)
-            cohort.add(collect(self.grid, self._send(rnd, arrays, pids), fed.timeout), s.shapes)
+            sent = self._send(rnd, arrays, pids)
+            if s.pooling is not None:
+                cohort.pooled = True
+                attempt = collect_pooled(self.grid, sent, fed.timeout, s.pooling, s.shapes)
+            else:
+                attempt = collect(self.grid, sent, fed.timeout)
+            cohort.add(attempt, s.shapes)
             useful = len(cohort.useful())
             cohort.enough = useful >= fed.min_clients or not s.sampling.tops_up
             if cohort.enough or fed.too_few == "skip" or cohort.retries >= s.max_retries:

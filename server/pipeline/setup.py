@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from logging import WARNING
 from pathlib import Path
 
 import numpy as np
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from clients.attacks import COLLUDING
 from learning.config import ExperimentConfig, FederationConfig
 from learning.config_checks import over_selected
 from learning.training import initial_weights
@@ -18,9 +22,9 @@ from privacy.server_key import client_config, server_key
 from server.deployment import NodeDealer
 from server.pipeline.aggregate import Aggregator
 from server.pipeline.clock import Clock
-from server.pipeline.dispatch import Dispatcher, stamp
+from server.pipeline.dispatch import Dispatcher, chunk_stamp, stamp
 from server.pipeline.sampling_policy import SamplingPolicy, sampling_policy
-from strategies.registry import build_strategy
+from strategies.registry import build_strategy, pooling_kind
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Stages:
     secure: SecureSender | None
     max_retries: int
     clock: Clock
+    pooling: str | None = None  # pooled dispatch's kind (strategies/pooling.py); None: off
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -61,6 +66,9 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None
     fed = dealer.federation(fed) if dealer is not None else fed
     address = dealer.address if dealer is not None else stamp
+    pooling = pooling_for(cfg)
+    if pooling is not None:
+        address = functools.partial(chunk_stamp, size=fed.clients_per_message)
     base = client_config(cfg.to_flat())  # never the server-only keys
     clock = Clock(cfg, fed.num_clients)
     online = None if clock.availability.always else clock.online
@@ -76,7 +84,41 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,
         clock=clock,
+        pooling=pooling,
     )
+
+
+def pooling_for(cfg: ExperimentConfig) -> str | None:
+    """The run's pooling kind, or None: one message per client. Pooling needs
+    clients-per-message > 1, simulation mode (a SuperNode is one client), no SecAgg+
+    (its own protocol), no colluding attack (it needs every update) and a strategy that
+    declares a pooling kind (strategies/registry.py: POOLING); otherwise the run keeps
+    one message per client, and says so."""
+    fed = cfg.federation
+    if fed.clients_per_message <= 1:
+        return None
+    kind = pooling_kind(cfg.strategy.strategy, cfg.privacy.dp)
+    why = None
+    if fed.federation_mode != "simulation":
+        why = "deployment mode"
+    elif cfg.privacy.secure_aggregation:
+        why = "SecAgg+"
+    elif cfg.attack.attack in COLLUDING:
+        why = f"the colluding attack {cfg.attack.attack!r}"
+    elif kind is None:
+        why = f"strategy {cfg.strategy.strategy!r} needs individual updates"
+    elif cfg.devices.round_policy != "sync" or cfg.devices.availability != "always":
+        # late and offline clients are dropped one by one after the round: a sum cannot be
+        why = "the deadline policy or intermittent availability drops clients one by one"
+    if why is not None:
+        log(
+            WARNING,
+            "clients-per-message=%d ignored: %s; one message per client",
+            fed.clients_per_message,
+            why,
+        )
+        return None
+    return kind
 
 
 def _data_shape(cfg: ExperimentConfig) -> tuple[tuple[int, int, int], int]:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
 
+from strategies.pooling import CHUNK, CLIENT_METRICS, FAILED, NOT_FINITE, PoolSum
+
 Arrays = tuple[np.ndarray, ...]
 MODEL = "arrays"  # the reply's model record
 METRICS = "metrics"
@@ -47,6 +49,9 @@ class ClientUpdate:
     layout: tuple[tuple[str, tuple[str, ...]], ...] = ()
     records: Mapping[str, ConfigRecord | MetricRecord] = field(default_factory=dict)
     metadata: Metadata | None = field(default=None, compare=False, repr=False)
+    # A client of a pooled reply: its model went into the worker's sum, so `arrays` is
+    # None and validity was decided in the worker (refused: not finite).
+    pooled: bool = False
 
     @classmethod
     def from_reply(cls, msg: Message) -> ClientUpdate:
@@ -116,10 +121,66 @@ class ClientUpdate:
         return Message(metadata=copy.copy(self.metadata), content=content)
 
 
+@dataclass(frozen=True)
+class PooledReply:
+    """A worker's pooled reply (multi-client dispatch), read once: the chunk's sums,
+    its clients as ClientUpdates without arrays, and the clients that failed."""
+
+    chunk: int
+    pool: PoolSum | None  # None: the sums are unusable (misshaped or not finite)
+    members: tuple[ClientUpdate, ...]  # answered clients (valid or refused)
+    failed: tuple[int, ...]  # partition ids that raised in the worker
+    nbytes: int
+
+    @classmethod
+    def from_reply(cls, msg: Message, kind: str, shapes: list[tuple[int, ...]]) -> PooledReply:
+        content = msg.content
+        scalars = dict(content[METRICS])
+        arrays = content[MODEL].to_numpy_ndarrays()
+        extras = {
+            k: r.to_numpy_ndarrays()
+            for k, r in content.items()
+            if isinstance(r, ArrayRecord) and k != MODEL
+        }
+        every = [*arrays, *(a for v in extras.values() for a in v)]
+        ok = [a.shape for a in arrays] == shapes and all(np.isfinite(a).all() for a in every)
+        pool = PoolSum.from_reply(kind, arrays, extras, scalars) if ok else None
+        lists = dict(content[CLIENT_METRICS])
+        node = int(msg.metadata.src_node_id)
+        worker = {k: scalars[k] for k in ("worker-rss-mb", "worker-node") if k in scalars}
+        members, failed = [], []
+        for i, pid in enumerate(lists["partition-id"]):
+            status = int(lists["status"][i])
+            if status == FAILED:
+                failed.append(int(pid))
+                continue
+            metrics = {k: v[i] for k, v in lists.items() if k != "status"}
+            refused = "not finite" if status == NOT_FINITE else None
+            if pool is None and refused is None:
+                refused = "pooled sums not usable"
+            members.append(
+                ClientUpdate(
+                    partition_id=int(pid),
+                    node_id=node,
+                    arrays=None,
+                    metrics=MappingProxyType({**metrics, **worker}),
+                    refused=refused,
+                    pooled=True,
+                )
+            )
+        return cls(
+            int(scalars.get(CHUNK, 0)),
+            pool,
+            tuple(members),
+            tuple(failed),
+            int(sum(a.nbytes for a in every)),
+        )
+
+
 def validity(update: ClientUpdate, shapes: list[tuple[int, ...]]) -> str | None:
     """Why an answered update cannot be aggregated (None: it can): no weights or
     metrics, weights not shaped like the model's, or not finite."""
-    if update.refused is not None:
+    if update.refused is not None or update.pooled:
         return update.refused
     if update.arrays is None or METRICS not in update.records:
         return "no arrays or metrics"

@@ -73,7 +73,14 @@ def test_different_seeds_differ(name):
 
 @pytest.mark.parametrize("name", sorted(PARTITIONERS))
 def test_labels_can_be_a_list(name):
-    parts = partition(name, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2], 3, seed=0, min_shard_size=1)
+    parts = partition(
+        name,
+        [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2],
+        3,
+        seed=0,
+        min_shard_size=1,
+        examples_per_client=4,
+    )
     assert sum(len(p) for p in parts) == 12
 
 
@@ -252,7 +259,7 @@ def test_unknown_partition_message():
         partition("iidd", np.zeros(4, np.int64), 2, seed=0)
     assert str(excinfo.value) == (
         "unknown partition 'iidd'; expected one of "
-        "['classes', 'dirichlet', 'iid', 'quantity', 'shards']"
+        "['classes', 'dirichlet', 'iid', 'quantity', 'sampled', 'shards']"
     )
 
 

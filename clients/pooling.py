@@ -1,0 +1,178 @@
+"""A worker's half of multi-client dispatch: train the clients a message names one after
+another from the one copy of the global model it carried, and reply with their pooled
+sums (strategies/pooling.py) plus one list entry per client of its scalar metrics.
+
+Message (server -> worker): the strategy's records, with `partition-ids` (a list of
+ints in the ConfigRecord: a few bytes, read without deserialising anything) and `chunk`
+(its index in the round's attempt) instead of `partition-id`.
+
+Reply: ``arrays`` (the pooled sum, the model's names, shapes and dtypes), the
+strategy's declared extra sums (SCAFFOLD: ``scaffold-dc``), ``metrics`` (the pool's
+scalars, `chunk`, worker facts) and ``client-metrics`` (lists, one entry per named
+client: partition-id, status 0 ok / 1 failed / 2 not finite, num-examples, num-steps,
+train-loss, train-accuracy, train-seconds, update-norm). privacy/reply_check.py
+declares and checks this shape.
+
+Each client runs through the same per-client chain as a one-client message (the
+weights-only check and the privacy mod, so clipping and local DP apply per client); a
+client that raises or answers non-finite weights costs only its own entry.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
+
+from privacy.central_dp import pool_client
+from strategies.fednova import fednova_normaliser
+from strategies.pooling import (
+    CENTRAL_DP,
+    CHUNK,
+    CLIENT_METRICS,
+    FAILED,
+    FEDNOVA,
+    NOT_FINITE,
+    OK,
+    SCAFFOLD,
+    PoolSum,
+)
+from strategies.registry import pooling_kind
+from strategies.scaffold import SCAFFOLD_DC_KEY
+
+PARTITION_IDS = "partition-ids"
+# The per-client scalars a pooled reply lists, in reply_check's declared set.
+CLIENT_LIST_METRICS = (
+    "partition-id",
+    "status",
+    "num-examples",
+    "num-steps",
+    "train-loss",
+    "train-accuracy",
+    "train-seconds",
+    "update-norm",
+)
+POOLED_EXTRAS = {SCAFFOLD: (SCAFFOLD_DC_KEY,)}  # by pooling kind
+
+log = logging.getLogger("perennial.client")
+
+# One client: (its one-client message, the received weights, deserialised once) -> its
+# reply (mods applied), or an exception.
+TrainOne = Callable[[Message, list[np.ndarray]], Message]
+
+
+def is_pooled(msg: Message) -> bool:
+    return "config" in msg.content and PARTITION_IDS in msg.content["config"]
+
+
+def client_message(msg: Message, pid: int) -> Message:
+    """The one-client message for `pid`: the same records (never copied), a config
+    naming the client as a one-client message would."""
+    content = RecordDict()
+    for key, record in msg.content.items():
+        if isinstance(record, ConfigRecord):
+            record = ConfigRecord(
+                {
+                    **{k: v for k, v in record.items() if k not in (PARTITION_IDS, CHUNK)},
+                    "partition-id": pid,
+                }
+            )
+        content[key] = record
+    # The received message's own metadata (copied): a new instruction message would need
+    # a task identity, which only Flower's runtime sets, and is not ours to invent.
+    return Message(content=content, metadata=copy.copy(msg.metadata))
+
+
+def _norm(x: list[np.ndarray], y: list[np.ndarray]) -> float:
+    return math.sqrt(
+        sum(
+            float(np.sum(np.square(np.asarray(b, np.float64) - a)))
+            for a, b in zip(x, y, strict=True)
+        )
+    )
+
+
+def pooled_reply(
+    msg: Message, train_one: TrainOne, extra_metrics: dict | None = None
+) -> RecordDict:
+    """Train every client `msg` names with `train_one` and pool them."""
+    config = msg.content["config"]
+    kind = pooling_kind(str(config.get("strategy", "")), str(config.get("dp", "none")))
+    if kind is None:
+        raise ValueError("this strategy needs individual updates; it cannot pool")
+    received = msg.content["arrays"]
+    keys = list(received.keys())
+    weights = received.to_numpy_ndarrays()  # deserialised once per message
+    dtypes = [a.dtype for a in weights]
+    x = [np.asarray(a, np.float64) for a in weights]
+    pool = PoolSum.zeros(kind, x, POOLED_EXTRAS.get(kind, ()))
+    momentum = float(config.get("momentum", 0.0))
+    clip = float(config.get(KEY_CLIPPING_NORM, 0.0))
+    rows: dict[str, list] = {name: [] for name in CLIENT_LIST_METRICS}
+    for pid in (int(p) for p in config[PARTITION_IDS]):
+        status, m, norm = OK, {}, 0.0
+        try:
+            reply = train_one(client_message(msg, pid), weights)
+            if reply.has_error():
+                raise RuntimeError("client reply is an error")
+            m = dict(reply.content["metrics"])
+            y = [reply.content["arrays"][k].numpy() for k in keys]
+            if not all(np.isfinite(a).all() for a in y):
+                status = NOT_FINITE
+            else:
+                n = int(m["num-examples"])
+                norm = _norm(x, y)
+                if kind == CENTRAL_DP:
+                    bit = m.get(KEY_NORM_BIT)
+                    pool_client(pool, x, y, n, clip, None if bit is None else bool(bit))
+                else:
+                    extras = {
+                        k: [reply.content[k][a].numpy() for a in keys]
+                        for k in POOLED_EXTRAS.get(kind, ())
+                        if k in reply.content and int(m.get("num-steps", 0)) > 0
+                    }
+                    if set(extras) != set(POOLED_EXTRAS.get(kind, ())) and n > 0:
+                        raise RuntimeError("client reply lacks its strategy's extra arrays")
+                    a_i = (
+                        fednova_normaliser(int(m["num-steps"]), momentum)
+                        if kind == FEDNOVA and n > 0
+                        else 1.0
+                    )
+                    pool.add_client(x, y, n, normaliser=a_i, extras=extras)
+        except Exception:
+            log.exception("client %d of a pooled message failed", pid)
+            status, m = FAILED, {}
+        rows["partition-id"].append(pid)
+        rows["status"].append(status)
+        rows["num-examples"].append(int(m.get("num-examples", 0)) if status == OK else 0)
+        rows["num-steps"].append(int(m.get("num-steps", 0)))
+        for name in ("train-loss", "train-accuracy", "train-seconds"):
+            v = float(m.get(name, 0.0))
+            rows[name].append(v if math.isfinite(v) else 0.0)
+        rows["update-norm"].append(norm)
+    content = RecordDict(
+        {
+            "arrays": _record(keys, pool.arrays, dtypes),
+            "metrics": MetricRecord(
+                {**pool.scalars(), CHUNK: int(config.get(CHUNK, 0)), **(extra_metrics or {})}
+            ),
+            CLIENT_METRICS: MetricRecord(rows),
+        }
+    )
+    for key, arrays in pool.extras.items():
+        content[key] = _record(keys, arrays, dtypes)
+    return content
+
+
+def _record(keys: list[str], arrays: list[np.ndarray], dtypes: list[np.dtype]) -> ArrayRecord:
+    return ArrayRecord(
+        {
+            k: Array(np.ascontiguousarray(a.astype(d)))
+            for k, a, d in zip(keys, arrays, dtypes, strict=True)
+        }
+    )
