@@ -83,7 +83,12 @@ class FederationConfig:
     rounds: int = _k(60, "federated rounds", min=1)
     num_clients: int = _k(100, "registered clients (data partitions)", min=1)
     clients_per_round: int = _k(10, "clients sampled each round", min=1)
-    seed: int = _k(0, "seed for data split, initial model, sampling and shuffling", min=0)
+    seed: int = _k(
+        0,
+        "seed for data split, initial model, sampling and shuffling",
+        min=0,
+        max=2**32 - 1,
+    )
     eval_every: int = _k(1, "evaluate the global model every N rounds", min=1)
     timeout: float = _k(3600.0, "seconds to wait for a round's replies", gt=0.0)
     min_clients: int = _k(1, "good replies a round needs to aggregate", min=1)
@@ -202,6 +207,7 @@ class PrivacyConfig:
         "central DP: pin the server's secret key (never sent to clients; -1 = fresh OS "
         "entropy per run, kept in RUN_DIR/server-key)",
         min=-1,
+        max=2**63 - 1,
     )
     operator_diagnostics: bool = _k(
         False, "central DP: also record per-client fields epsilon does not cover (marked)"

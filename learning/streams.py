@@ -31,7 +31,8 @@ class Tag(IntEnum):
     DATA_SPLIT = 1  # train/test split of a dataset without one (fields: none)
     SUBSET = 2  # train-/test-subset draw (fields: which 0 = train, 1 = test)
     PARTITION = 3  # partitioner draw (fields: none)
-    MODEL_INIT = 4  # initial weights (fields: none)
+    # 4 was MODEL_INIT: Keras's initialisers are seeded by keras.utils.set_random_seed
+    # (learning/training.py), the one generator made outside this module
     LOCAL_TRAIN = 5  # a client's shuffling in a round (fields: round, client)
     MALICIOUS = 6  # which clients attack (fields: none)
     FAULT = 7  # crash / straggler / nan draws (fields: round, client, kind)
@@ -63,7 +64,6 @@ ARITY = {
     Tag.DATA_SPLIT: 0,
     Tag.SUBSET: 1,
     Tag.PARTITION: 0,
-    Tag.MODEL_INIT: 0,
     Tag.LOCAL_TRAIN: 2,
     Tag.MALICIOUS: 0,
     Tag.FAULT: 3,

@@ -78,17 +78,20 @@ def server_key(cfg: ExperimentConfig, run_dir: Path | None) -> int | None:
     """The run's secret key (None when no secret is needed: no central DP).
 
     Pinned by `privacy-seed`, else read from `run_dir/server-key` (a resumed run),
-    else fresh OS entropy, written there before the first round.
+    else fresh OS entropy. Either way the key is kept only in `run_dir/server-key`
+    (owner-only): `config.toml` and the report never hold `privacy-seed`, so a resumed
+    run (whose config comes from `config.toml`) reads it back from there.
     """
     if cfg.privacy.dp != "central":
         return None
-    if cfg.privacy.privacy_seed >= 0:
-        return run_key(cfg.privacy.privacy_seed, cfg)
     path = Path(run_dir) / KEY_FILE if run_dir is not None else None
-    if path is not None and path.is_file():
+    if cfg.privacy.privacy_seed >= 0:
+        base = cfg.privacy.privacy_seed
+    elif path is not None and path.is_file():
         return run_key(_read_key(path), cfg)
-    base = secrets.randbits(128)
-    if path is not None:
+    else:
+        base = secrets.randbits(128)
+    if path is not None and not path.is_file():
         _write_key(path, base)
     return run_key(base, cfg)
 

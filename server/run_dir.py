@@ -15,6 +15,7 @@ from typing import Any
 
 from learning.config import ExperimentConfig, to_toml
 from learning.errors import ConfigError
+from privacy.server_key import SERVER_ONLY_KEYS
 
 
 def prepare_run_dir(path: str | Path) -> Path:
@@ -56,7 +57,10 @@ class RunRecorder:
         self.metrics_path = self.root / "metrics.jsonl"
 
     def write_config(self, cfg: ExperimentConfig) -> None:
-        write_atomic(self.root / "config.toml", to_toml(cfg.to_flat()))
+        """The resolved config, less the server's secrets (privacy/server_key.py keeps
+        the key in the owner-only `server-key` file instead)."""
+        flat = {k: v for k, v in cfg.to_flat().items() if k not in SERVER_ONLY_KEYS}
+        write_atomic(self.root / "config.toml", to_toml(flat))
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:

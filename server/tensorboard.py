@@ -74,12 +74,15 @@ class TensorBoardWriter:
             raise ValueError(f"metrics row has no numeric 'round' (got {step!r})")
         tf = self._tf
         step = int(step)
+        # operator diagnostics of a central-DP run: fields epsilon does not cover get
+        # their own tag prefix, so nobody mistakes them for released figures
+        outside = set(row.get("outside_epsilon") or ())
         with self._writer.as_default(step=step):
             for key, value in row.items():
                 if key == "round" or not _is_number(value):
                     continue
                 tf.summary.write(
-                    SCALAR_PREFIX + key,
+                    ("outside_epsilon/" if key in outside else SCALAR_PREFIX) + key,
                     tf.constant(float(value), dtype=tf.float32),
                     step=step,
                     metadata=self._scalar_md,

@@ -38,7 +38,8 @@ class SecureSender:
         if reason := oversized_round(rnd, len(messages), self.num_nodes):
             # A rare Poisson draw beyond the plan: this round releases noise only (as a
             # halted round does) instead of aborting the run.
-            log(WARNING, "%s", reason)
+            if not self.uniform:  # under central DP the round's size is not released
+                log(WARNING, "%s", reason)
             return SecAggOutcome(mean=None, reason=reason)
         if self.uniform:
             for m in messages:

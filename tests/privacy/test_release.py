@@ -92,6 +92,34 @@ def test_operator_diagnostics_keep_the_fields_and_mark_them(tmp_path):
     _, rows = _run(_cfg(**{"operator-diagnostics": True}), tmp_path / "run")
     assert "replies" in rows[0] and "client_update_norm_mean" in rows[0]
     assert "replies" in rows[0]["outside_epsilon"] and "accuracy" not in rows[0]["outside_epsilon"]
+    tags = _tags(tmp_path / "run" / "tensorboard")
+    assert "outside_epsilon/replies" in tags and "metrics/replies" not in tags
+    assert "metrics/accuracy" in tags
+
+
+def test_the_virtual_clock_and_training_times_are_withheld(tmp_path):
+    """A round lasts as long as its slowest drawn client, whose device is computable from
+    the public seed: the clock would name a sampled client (found in review)."""
+    devices = {"device-profile": "lognormal", "slow-fraction": 0.1, "slow-factor": 10.0}
+    _, rows = _run(_cfg(**devices), tmp_path / "run")
+    for row in rows:
+        for name in (
+            "virtual_seconds",
+            "virtual_round_seconds",
+            "train_seconds",
+            "round_seconds",
+            "elapsed_seconds",
+            "utilisation",
+        ):
+            assert name not in row, name
+
+
+def test_a_pinned_key_is_kept_out_of_config_toml_and_the_report(tmp_path):
+    run = tmp_path / "run"
+    _run(_cfg(**{"privacy-seed": 424242}), run)
+    assert "privacy-seed" not in (run / "config.toml").read_text()
+    assert "424242" not in (run / "report.html").read_text()
+    assert int((run / "server-key").read_text(), 16) == 424242  # owner-only file
 
 
 @pytest.mark.parametrize("dp", ["none", "local"])

@@ -152,3 +152,21 @@ def test_server_only_keys_are_stripped_and_deployment_refuses_a_pinned_key():
 
     with pytest.raises(ConfigError, match="privacy-seed cannot be pinned in a deployment"):
         _cfg(**{"privacy-seed": 5, "federation-mode": "deployment"})
+
+
+def test_a_resumed_run_reads_the_pinned_key_back_from_its_key_file(tmp_path):
+    """config.toml does not hold privacy-seed, so a resumed run gets it from server-key."""
+    pinned = _cfg(**{"privacy-seed": 31337})
+    first = server_key(pinned, tmp_path)
+    resumed = ExperimentConfig.from_flat(
+        {k: v for k, v in pinned.to_flat().items() if k != "privacy-seed"}
+    )
+    assert server_key(resumed, tmp_path) == first
+
+
+@pytest.mark.parametrize(("key", "value"), [("seed", 2**32), ("privacy-seed", 2**63)])
+def test_seeds_beyond_what_the_generators_take_are_refused_in_one_line(key, value):
+    from learning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        _cfg(**{key: value})
