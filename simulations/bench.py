@@ -64,6 +64,7 @@ class Grid:
     cells: list[Cell]
     target_accuracy: float
     plot_against: str = "round"  # accuracy.png's x axis: "round" or "virtual-time" (hours)
+    baseline: str | None = None  # a variant the others are compared with, seed by seed
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -91,6 +92,7 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(
             f'[bench] plot-against must be "round" or "virtual-time", got {against!r}'
         )
+    baseline = bench.get("baseline")
     seeds = axes.get("seed")
     other = [(k, v) for k, v in axes.items() if k != "seed"]
     cells: list[Cell] = []
@@ -111,7 +113,11 @@ def load_grid(path: str | Path) -> Grid:
                     values["seed"] = seed
                 ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
-    return Grid(cells, float(target), against)
+    if baseline is not None and baseline not in names:
+        raise ConfigError(
+            f"[bench] baseline {baseline!r} is not a variant; expected one of {sorted(names)}"
+        )
+    return Grid(cells, float(target), against, baseline)
 
 
 def _keys(table: dict[str, Any]) -> dict[str, Any]:

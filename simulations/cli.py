@@ -106,6 +106,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_grid(grid, out, ray_address=args.ray_address, quiet=args.quiet)
     table = summarise_grid(grid, out)
     write_tables(table, out, grid.target_accuracy)
+    if grid.baseline is not None:  # paired differences per seed (simulations/paired.py)
+        from simulations.paired import paired_table, write_paired
+
+        section = write_paired(paired_table(grid.cells, out, grid.baseline), out)
+        results = out / "results.md"
+        results.write_text(results.read_text() + "\n" + section)
     plot_grid(grid, out)
     if any(r.get("epsilon") is not None for r in table):
         from server.plots.privacy_tradeoff import plot_privacy

@@ -195,3 +195,33 @@ def test_the_time_grid_loads():
     grid = load_grid("simulations/experiments/time.toml")
     assert {c.variant for c in grid.cells} == {"sync", "deadline", "fedasync", "fedbuff"}
     assert len(grid.cells) == 8 and grid.plot_against == "virtual-time"
+
+
+def test_paired_differences_against_a_baseline_are_per_seed(tmp_path):
+    """d = last-5 mean(variant) - last-5 mean(baseline), seed by seed; mean and SE."""
+    import json
+    from types import SimpleNamespace
+
+    from simulations.paired import paired_table, write_paired
+
+    def cell(variant, seed, accs):
+        c = SimpleNamespace(variant=variant, axes=(), seed=seed, label=f"{variant}__{seed}")
+        d = tmp_path / "cells" / c.label
+        d.mkdir(parents=True)
+        rows = [{"round": i + 1, "accuracy": a} for i, a in enumerate(accs)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "summary.json").write_text("{}")
+        return c
+
+    cells = [
+        cell("base", 0, [0.1] * 3 + [0.5] * 5),
+        cell("base", 1, [0.6] * 5),
+        cell("crash", 0, [0.9] * 3 + [0.4] * 5),
+        cell("crash", 1, [0.7] * 5),
+    ]
+    (row,) = paired_table(cells, tmp_path, "base")
+    assert row["per_seed"] == pytest.approx({"0": -0.1, "1": 0.1})
+    assert row["mean_difference"] == pytest.approx(0.0, abs=1e-12)
+    assert row["standard_error"] == pytest.approx(0.1)  # stdev([-0.1, 0.1]) / sqrt(2)
+    assert "mean ± SE" in write_paired([row], tmp_path)
+    assert (tmp_path / "results_paired.csv").is_file()
