@@ -129,7 +129,8 @@ def run_experiment(
     plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
     if task_eval is not None:
         title = f"{cfg.continual.scenario}, {cfg.continual.cl_method}"
-        plot_task_accuracy(result.rows, task_eval.ends, run_dir / "task_accuracy.png", title)
+        ends = [e for e in summary["task_end_rounds"] if e is not None]  # where tasks ended
+        plot_task_accuracy(result.rows, ends, run_dir / "task_accuracy.png", title)
         plot_accuracy_matrix(summary["accuracy_matrix"], run_dir / "accuracy_matrix.png", title)
     return summary
 
