@@ -67,6 +67,11 @@ def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:
     return cfg, extras
 
 
+def virtual_time(extras: dict) -> float | None:
+    """The virtual start time the server stamped (`task-seconds` > 0), else None."""
+    return float(extras["virtual-time"]) if "virtual-time" in extras else None
+
+
 def partition_id_for(extras: dict, context: Context) -> int:
     if "partition-id" in extras:
         return int(extras["partition-id"])
@@ -152,7 +157,7 @@ def train_update(
         weights = msg.content["arrays"].to_numpy_ndarrays()
     step = None
     if cfg.continual.scenario != "none":  # this round's task data (+ method inputs)
-        step = continual_step(cfg, pid, server_round, weights, trainer)
+        step = continual_step(cfg, pid, server_round, weights, trainer, virtual_time(extras))
         x, y = step.x, step.y
     else:
         x, y = client_shard(cfg, pid)
@@ -266,7 +271,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg = node_local_config(cfg, extras, context)
     ds = dataset_for(cfg)
     if cfg.continual.scenario != "none":
-        task = client_task(cfg, pid, int(extras.get("server-round", 1)))
+        task = client_task(cfg, pid, int(extras.get("server-round", 1)), virtual_time(extras))
         x, y = task_shard(cfg, pid, task)
     else:
         x, y = client_shard(cfg, pid)

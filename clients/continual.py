@@ -66,11 +66,17 @@ def _store(cfg: ExperimentConfig) -> ClientStore:
 
 
 def continual_step(
-    cfg: ExperimentConfig, pid: int, server_round: int, weights: list[np.ndarray], trainer: Trainer
+    cfg: ExperimentConfig,
+    pid: int,
+    server_round: int,
+    weights: list[np.ndarray],
+    trainer: Trainer,
+    virtual_time: float | None = None,
 ) -> ContinualStep:
-    """The task client `pid` is on in `server_round`, its data and its method's inputs."""
+    """The task client `pid` is on in `server_round` (on the clock, `task-seconds` > 0:
+    at the message's `virtual_time`), its data and its method's inputs."""
     cl = cfg.continual
-    task = client_task(cfg, pid, server_round)
+    task = client_task(cfg, pid, server_round, virtual_time)
     x, y = task_shard(cfg, pid, task)
     method = cl.cl_method
     if method == "finetune":

@@ -17,13 +17,15 @@ import numpy as np
 
 
 def accuracy_matrix(
-    rows: list[dict[str, Any]], end_rounds: list[int], num_tasks: int
+    rows: list[dict[str, Any]], end_rounds: list[int | None], num_tasks: int
 ) -> np.ndarray:
     """(T, T) matrix from metrics rows carrying `task_accuracy` ({"j": acc}); NaN where the
-    row of a task's last round is missing or lacks task j."""
+    row of a task's last round is missing (None: never reached) or lacks task j."""
     by_round = {int(r["round"]): r for r in rows if r.get("task_accuracy")}
     m = np.full((num_tasks, num_tasks), np.nan)
     for i, rnd in enumerate(end_rounds[:num_tasks]):
+        if rnd is None:
+            continue
         accs = by_round.get(int(rnd), {}).get("task_accuracy", {})
         for j in range(num_tasks):
             if str(j) in accs and accs[str(j)] is not None:
@@ -71,13 +73,13 @@ def _finite_or_none(v: float) -> float | None:
 
 
 def continual_summary(
-    rows: list[dict[str, Any]], end_rounds: list[int], num_tasks: int
+    rows: list[dict[str, Any]], end_rounds: list[int | None], num_tasks: int
 ) -> dict[str, Any]:
     """The summary.json fields: the matrix and its three metrics."""
     m = accuracy_matrix(rows, end_rounds, num_tasks)
     return {
         "accuracy_matrix": matrix_to_json(m),
-        "task_end_rounds": [int(r) for r in end_rounds],
+        "task_end_rounds": [None if r is None else int(r) for r in end_rounds],
         "average_accuracy": _finite_or_none(average_accuracy(m)),
         "forgetting": _finite_or_none(forgetting(m)),
         "bwt": _finite_or_none(backward_transfer(m)),

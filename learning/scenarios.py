@@ -4,6 +4,12 @@ The schedule's clock moves to task t at round t * rounds_per_task + 1. A client 
 arrival offset d (0..arrival-spread, drawn from (seed, client)) reaches each task d rounds
 later than the clock, which models clients that move on asynchronously.
 
+On the virtual clock (`task-seconds` T > 0) task k covers virtual time [k T, (k+1) T)
+instead: a round's (or async dispatch's) task is the one in force at its virtual start
+time, which the server stamps into every message (`virtual-time`). The arrival offset is
+then d nominal rounds of T / rounds-per-task virtual seconds each. The round during
+which the clock crosses a boundary k T ends task k - 1 (`boundaries_crossed`).
+
 - class-incremental (Split-Fashion-MNIST): task t holds the examples of class group t
   (5 tasks of 2 classes: {0,1}, {2,3}, ...); one shared output head, no task id at test time.
 - domain-incremental: all classes in every task; the training examples are cut into
@@ -39,15 +45,53 @@ def task_at(server_round: int, per_task: int, num_tasks: int, offset: int = 0) -
     return int(min(max(t, 0), num_tasks - 1))
 
 
-def client_task(cfg: ExperimentConfig, pid: int, server_round: int) -> int:
-    """The task client `pid` trains on in `server_round`."""
+def task_at_time(seconds: float, task_seconds: float, num_tasks: int, offset: float = 0.0) -> int:
+    """Task in force at virtual time `seconds` for a client `offset` seconds late: task k
+    covers [k T, (k+1) T). Counted against the boundaries k * T themselves, so it agrees
+    with `boundaries_crossed` whatever the float rounding of a division."""
+    t, size = float(seconds) - float(offset), float(task_seconds)
+    if t < size:
+        return 0
+    k = min(int(t // size), num_tasks - 1)
+    while k + 1 < num_tasks and (k + 1) * size <= t:
+        k += 1
+    while k > 0 and k * size > t:
+        k -= 1
+    return k
+
+
+def boundaries_crossed(cfg: ExperimentConfig, start: float, end: float) -> list[int]:
+    """Tasks that end during virtual span (start, end]: k - 1 for each boundary k T in it."""
+    size, n = cfg.continual.task_seconds, cfg.continual.num_tasks
+    return [k - 1 for k in range(1, n) if start < k * size <= end]
+
+
+def on_clock(cfg: ExperimentConfig) -> bool:
+    """Whether tasks change at virtual times (`task-seconds` > 0) rather than rounds."""
+    return cfg.continual.task_seconds > 0
+
+
+def client_task(
+    cfg: ExperimentConfig, pid: int, server_round: int, virtual_time: float | None = None
+) -> int:
+    """The task client `pid` trains on in `server_round` (on the clock: at the message's
+    `virtual_time`, the round's or dispatch's virtual start)."""
     cl = cfg.continual
     offset = arrival_offset(cfg.federation.seed, pid, cl.arrival_spread)
+    if on_clock(cfg):
+        if virtual_time is None:
+            raise ValueError("task-seconds > 0 needs the message's virtual-time")
+        nominal = cl.task_seconds / rounds_per_task(cfg)  # one round's worth of seconds
+        return task_at_time(virtual_time, cl.task_seconds, cl.num_tasks, offset * nominal)
     return task_at(server_round, rounds_per_task(cfg), cl.num_tasks, offset)
 
 
-def server_task(cfg: ExperimentConfig, server_round: int) -> int:
+def server_task(cfg: ExperimentConfig, server_round: int, virtual_time: float | None = None) -> int:
     """The task on the schedule's clock (what the server evaluates up to)."""
+    if on_clock(cfg):
+        if virtual_time is None:
+            raise ValueError("task-seconds > 0 needs the round's virtual start time")
+        return task_at_time(virtual_time, cfg.continual.task_seconds, cfg.continual.num_tasks)
     return task_at(server_round, rounds_per_task(cfg), cfg.continual.num_tasks)
 
 

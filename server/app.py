@@ -20,6 +20,7 @@ from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
 from server.evaluation import CentralEvaluator
 from server.loop import run_rounds
+from server.pipeline.async_scheduler import is_async
 from server.plots import plot_accuracy, plot_accuracy_matrix, plot_partition, plot_task_accuracy
 from server.run_dir import RunRecorder, prepare_run_dir
 from server.tensorboard import TensorBoardWriter
@@ -126,12 +127,28 @@ def run_experiment(
         summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
         summary.update(task_eval.summary(result.rows))
     recorder.write_summary(summary)
-    plot_accuracy(result.rows, run_dir / "accuracy.png", title=f"{cfg.strategy.strategy}")
+    plot_accuracy(
+        result.rows, run_dir / "accuracy.png", cfg.strategy.strategy, virtual=has_clock(cfg)
+    )
     if task_eval is not None:
         title = f"{cfg.continual.scenario}, {cfg.continual.cl_method}"
-        plot_task_accuracy(result.rows, task_eval.ends, run_dir / "task_accuracy.png", title)
+        ends = [e for e in summary["task_end_rounds"] if e is not None]  # where tasks ended
+        plot_task_accuracy(result.rows, ends, run_dir / "task_accuracy.png", title)
         plot_accuracy_matrix(summary["accuracy_matrix"], run_dir / "accuracy_matrix.png", title)
     return summary
+
+
+def has_clock(cfg: ExperimentConfig) -> bool:
+    """Whether the run's virtual time says more than its rounds: an asynchronous strategy
+    (a row is a server step), heterogeneous devices (a profile other than uniform,
+    or slow clients), or tasks on the clock. Then
+    accuracy.png plots against virtual hours; otherwise against rounds, as before."""
+    return (
+        is_async(cfg.strategy.strategy)
+        or cfg.devices.device_profile != "uniform"
+        or cfg.devices.slow_fraction > 0
+        or cfg.continual.task_seconds > 0
+    )
 
 
 def build_server_app(

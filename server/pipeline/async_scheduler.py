@@ -214,7 +214,7 @@ class AsyncScheduler:
         state.arrays = ArrayRecord([np.asarray(w) for w in x])
         t1 = time.perf_counter()
         health["global_update_norm"] = records.global_update_norm(before, x)
-        evaluation = self.evaluate(rnd, x)
+        evaluation = self.evaluate(rnd, x, (self.step_started, self.s.clock.now))
         t2 = time.perf_counter()
         timings = records.Timings(t0, t0, t1, t1, t2).row(state.started)
         cohort = Cohort(

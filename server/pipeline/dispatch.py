@@ -82,14 +82,25 @@ class Dispatcher:
     """Builds a round's (or a retry's) messages for a list of clients."""
 
     def __init__(
-        self, strategy: Strategy, grid: Grid, base: Mapping[str, Any], address: Address
+        self,
+        strategy: Strategy,
+        grid: Grid,
+        base: Mapping[str, Any],
+        address: Address,
+        clock: Any = None,
     ) -> None:
         self.strategy, self.grid, self.address = strategy, grid, address
         self.base = dict(base)  # client_config(cfg.to_flat()): no server-only keys
+        # Continual scenarios on the clock (`task-seconds` > 0): every message carries
+        # the virtual time it is sent at (`virtual-time`, not secret), from which the
+        # client derives its task; None leaves messages as they were.
+        self.clock = clock
 
     def __call__(self, server_round: int, arrays: ArrayRecord, clients: list[int]) -> list[Message]:
         """One message per client in `clients`. The strategy is asked afresh every time
         (a retry too), as Flower's own loop would."""
         config = ConfigRecord(dict(self.base))
+        if self.clock is not None:
+            config["virtual-time"] = float(self.clock.now)
         built = list(self.strategy.configure_train(server_round, arrays, config, self.grid))
         return self.address(built, clients, server_round)

@@ -12,7 +12,10 @@ CentralEvaluation = Callable[[list[np.ndarray]], tuple[float, float]]  # -> (los
 
 
 class TaskEvaluation(Protocol):
-    """Extra evaluation of continual scenarios (server/continual.py's TaskEvaluator)."""
+    """Extra evaluation of continual scenarios (server/continual.py's TaskEvaluator).
+
+    One that also has `at_span(round, start, end)` is told each round's virtual span
+    before `must_evaluate` (tasks on the clock: boundaries fall at virtual times)."""
 
     def must_evaluate(self, server_round: int) -> bool: ...
 
@@ -34,8 +37,13 @@ class RoundEvaluator:
         boundary = self.task_eval is not None and self.task_eval.must_evaluate(rnd)
         return rnd % self.eval_every == 0 or rnd == self.rounds or boundary
 
-    def __call__(self, rnd: int, weights: list[np.ndarray]) -> dict[str, Any]:
-        """accuracy/loss (None when not due) and, when due, the per-task fields."""
+    def __call__(
+        self, rnd: int, weights: list[np.ndarray], span: tuple[float, float] | None = None
+    ) -> dict[str, Any]:
+        """accuracy/loss (None when not due) and, when due, the per-task fields. `span`:
+        the round's (async: the step's) virtual (start, end), for tasks on the clock."""
+        if span is not None and hasattr(self.task_eval, "at_span"):
+            self.task_eval.at_span(rnd, *span)
         if not self.due(rnd):
             return {"accuracy": None, "loss": None}
         loss, acc = self.evaluate(weights)

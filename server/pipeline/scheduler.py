@@ -119,6 +119,7 @@ class SyncScheduler:
     def step(self, state: LoopState, rnd: int) -> dict[str, Any]:
         """One round; updates `state` and returns the released row."""
         t0 = time.perf_counter()
+        start = self.s.clock.now
         before = state.arrays.to_numpy_ndarrays()
         cohort = self.gather(rnd, state.arrays)
         timed = self.time_round(rnd, cohort)
@@ -132,7 +133,7 @@ class SyncScheduler:
         t2 = time.perf_counter()
         weights = state.arrays.to_numpy_ndarrays()
         health["global_update_norm"] = records.global_update_norm(before, weights)
-        evaluation = self.evaluate(rnd, weights)
+        evaluation = self.evaluate(rnd, weights, (start, self.s.clock.now))
         t3 = time.perf_counter()
         timings = records.Timings(t0, t1, t_health, t2, t3).row(state.started)
         privacy = privacy_row(self.s.private_cfg, self.s.strategy)

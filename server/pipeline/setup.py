@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from clients.attacks import COLLUDING
 from learning.config import ExperimentConfig, FederationConfig
 from learning.config_checks import over_selected
+from learning.scenarios import on_clock
 from learning.training import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
 from privacy.secagg.round import SecureSender
@@ -79,7 +80,7 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         strategy=strategy,
         weights=weights,
         sampling=sampling_policy(fed, central, key, over_selected(cfg), online),
-        dispatch=Dispatcher(strategy, grid, base, address),
+        dispatch=Dispatcher(strategy, grid, base, address, clock if on_clock(cfg) else None),
         aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,

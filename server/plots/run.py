@@ -17,18 +17,29 @@ def pyplot():
     return plt
 
 
-def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Test accuracy and loss of the global model per round."""
+def accuracy_x(rows: list[dict[str, Any]], virtual: bool) -> tuple[list[float], str]:
+    """The x values and label of `plot_accuracy`: virtual hours when `virtual` and every
+    row carries `virtual_seconds`, else rounds."""
+    if virtual and rows and all(r.get("virtual_seconds") is not None for r in rows):
+        return [float(r["virtual_seconds"]) / 3600.0 for r in rows], "virtual hours"
+    return [r["round"] for r in rows], "round"
+
+
+def plot_accuracy(
+    rows: list[dict[str, Any]], path: Path, title: str = "", virtual: bool = False
+) -> None:
+    """Test accuracy and loss of the global model per round, or against virtual hours
+    (`virtual`: the run has a clock worth reading, see server/app.py)."""
     plt = pyplot()
     rows = [r for r in rows if r.get("accuracy") is not None]
-    rounds = [r["round"] for r in rows]
+    xs, label = accuracy_x(rows, virtual)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(rounds, [r["accuracy"] for r in rows], marker=".", color="tab:blue")
-    ax1.set_xlabel("round")
+    ax1.plot(xs, [r["accuracy"] for r in rows], marker=".", color="tab:blue")
+    ax1.set_xlabel(label)
     ax1.set_ylabel("test accuracy")
     ax1.grid(alpha=0.3)
-    ax2.plot(rounds, [r["loss"] for r in rows], marker=".", color="tab:red")
-    ax2.set_xlabel("round")
+    ax2.plot(xs, [r["loss"] for r in rows], marker=".", color="tab:red")
+    ax2.set_xlabel(label)
     ax2.set_ylabel("test loss")
     ax2.grid(alpha=0.3)
     fig.suptitle(title or "global model")

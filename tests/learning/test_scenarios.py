@@ -12,12 +12,14 @@ from learning.errors import ConfigError
 from learning.federated_data import task_shard, task_test_set
 from learning.scenarios import (
     arrival_offset,
+    boundaries_crossed,
     class_groups,
     client_task,
     drift_kind,
     drift_level,
     server_task,
     task_at,
+    task_at_time,
     task_end_rounds,
     task_partition,
 )
@@ -45,6 +47,32 @@ def test_rounds_map_to_tasks_on_the_clock():
         3,
         4,
     ]
+
+
+def test_virtual_times_map_to_tasks_on_the_clock():
+    # task k covers [k T, (k+1) T); T = 0.25 s, 5 tasks; a boundary belongs to the next task
+    times = [0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0, 1.1, 1.25, 70.0]
+    assert [task_at_time(t, 0.25, 5) for t in times] == [0, 0, 1, 1, 2, 3, 4, 4, 4, 4]
+    # the boundaries are the products k * T, whatever the rounding of t / T
+    # (7 * 0.1 = 0.7000000000000001 but 0.7 / 0.1 = 6.999...)
+    assert all(task_at_time(k * 0.1, 0.1, 50) == k for k in range(50))
+    assert all(task_at_time(k * 0.1 - 1e-12, 0.1, 50) == k - 1 for k in range(1, 50))
+    # a client 0.375 s late reaches each task 0.375 s after the clock
+    assert [task_at_time(t, 0.25, 5, 0.375) for t in (0.25, 0.5, 0.625, 0.875)] == [0, 0, 1, 2]
+    cfg = build_config(None, [*CI, "task-seconds=100"])
+    assert boundaries_crossed(cfg, 0.0, 99.9) == []
+    assert boundaries_crossed(cfg, 0.0, 100.0) == [0]  # (start, end]: ends exactly at 100
+    assert boundaries_crossed(cfg, 100.0, 150.0) == []
+    assert boundaries_crossed(cfg, 150.0, 420.0) == [1, 2, 3]  # one round, three ends
+    assert boundaries_crossed(cfg, 420.0, 9e9) == []  # the last task never ends early
+    assert server_task(cfg, 1, 250.0) == 2 and client_task(cfg, 0, 1, 99.0) == 0
+    # arrival offsets convert at T / rounds-per-task (10 rounds / 5 tasks: 50 s a round)
+    late = build_config(None, [*CI, "task-seconds=100", "arrival-spread=1", "seed=0"])
+    for pid in range(6):
+        d = arrival_offset(0, pid, 1)
+        assert client_task(late, pid, 1, 230.0) == task_at_time(230.0 - 50.0 * d, 100, 5)
+    with pytest.raises(ValueError, match="virtual-time"):
+        client_task(cfg, 0, 1)
 
 
 def test_class_incremental_schedule_and_boundaries():
