@@ -99,6 +99,12 @@ def _check_devices(cfg: Sections) -> None:
                 "over-selection with central DP is refused: the accountant's sampling rate "
                 "would not be the real one; set over-selection=1.0"
             )
+    if cfg.continual.task_seconds > 0 and cfg.privacy.dp == "central":
+        raise ConfigError(
+            'task-seconds cannot be combined with dp="central": tasks would change when the '
+            "virtual clock says, and the clock follows the slowest drawn client (outside "
+            "epsilon); use rounds-per-task"
+        )
     if cfg.continual.task_seconds > 0 and cfg.continual.scenario == "none":
         raise ConfigError("task-seconds needs a continual scenario; set scenario or task-seconds=0")
     if cfg.strategy.strategy not in ASYNC_STRATEGIES:

@@ -43,7 +43,6 @@ RELEASABLE = frozenset(
         "task",
         "task_accuracy",
         "seen_accuracy",
-        "tasks_ended",  # where virtual task boundaries fell: a timing of the clock
     }
 )
 _RELEASABLE_PATTERNS = (re.compile(r"acc_task_\d+"),)

@@ -132,3 +132,17 @@ def test_runs_without_central_dp_keep_every_field(dp):
 def test_a_new_field_is_withheld_until_registered():
     row = {"round": 1, "accuracy": 0.5, "brand_new_field": 1.0, "acc_task_3": 0.2}
     assert release_row(row, _cfg()) == {"round": 1, "accuracy": 0.5, "acc_task_3": 0.2}
+
+
+def test_tasks_on_the_virtual_clock_are_refused_with_central_dp():
+    from learning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="task-seconds cannot be combined"):
+        _cfg(
+            **{
+                "task-seconds": 100.0,
+                "scenario": "class-incremental",
+                "rounds": 10,
+                "device-profile": "lognormal",
+            }
+        )
