@@ -30,6 +30,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
 from privacy.central_dp import pool_client
+from privacy.reply_check import CLIENT_LIST_METRICS
 from strategies.fednova import fednova_normaliser
 from strategies.pooling import (
     CENTRAL_DP,
@@ -46,17 +47,6 @@ from strategies.registry import pooling_kind
 from strategies.scaffold import SCAFFOLD_DC_KEY
 
 PARTITION_IDS = "partition-ids"
-# The per-client scalars a pooled reply lists, in reply_check's declared set.
-CLIENT_LIST_METRICS = (
-    "partition-id",
-    "status",
-    "num-examples",
-    "num-steps",
-    "train-loss",
-    "train-accuracy",
-    "train-seconds",
-    "update-norm",
-)
 POOLED_EXTRAS = {SCAFFOLD: (SCAFFOLD_DC_KEY,)}  # by pooling kind
 
 log = logging.getLogger("perennial.client")

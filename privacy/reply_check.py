@@ -68,17 +68,16 @@ POOLED_EXTRAS = {"scaffold": (SCAFFOLD_DC_KEY,)}
 POOLED_METRICS = frozenset(
     {POOLED_WEIGHT, POOLED_CLIENTS, POOLED_NORMALISER, POOLED_UNCLIPPED, CHUNK}
 )
-CLIENT_LIST_METRICS = frozenset(
-    {
-        "partition-id",
-        "status",
-        "num-examples",
-        "num-steps",
-        "train-loss",
-        "train-accuracy",
-        "train-seconds",
-        "update-norm",
-    }
+# The per-client scalars a pooled reply lists (one entry per client named), in order.
+CLIENT_LIST_METRICS = (
+    "partition-id",
+    "status",
+    "num-examples",
+    "num-steps",
+    "train-loss",
+    "train-accuracy",
+    "train-seconds",
+    "update-norm",
 )
 FAILED = "client update failed (details are logged on the client)"
 CLIENT_APP_RAISED_EXCEPTION = 2  # Flower's ErrorCode for an exception in a ClientApp
@@ -156,7 +155,7 @@ def checked_content(received: ArrayRecord, reply: Message, strategy: str) -> Rec
 
 
 def _checked_lists(record: MetricRecord, length: int) -> MetricRecord:
-    if set(record.keys()) != CLIENT_LIST_METRICS:
+    if set(record.keys()) != set(CLIENT_LIST_METRICS):
         raise ReplyRefused("a pooled reply's client metrics are not the declared ones")
     out = {}
     for name, values in record.items():

@@ -29,20 +29,7 @@ def stamp(messages: list[Message], partition_ids: list[int], round_: int) -> lis
     every node the same content, so each client's message reuses its slot's records
     with a copied config naming the client. The strategy's records are never mutated.
     """
-    if not messages:
-        return []
-    ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
-    out = []
-    for i, pid in enumerate(partition_ids):
-        template = ordered[i % len(ordered)]
-        out.append(
-            addressed_copy(
-                template,
-                template.metadata.dst_node_id,
-                **{"partition-id": pid, "server-round": round_},
-            )
-        )
-    return out
+    return _deal(messages, [{"partition-id": pid, "server-round": round_} for pid in partition_ids])
 
 
 def chunk_stamp(
@@ -54,21 +41,29 @@ def chunk_stamp(
 
     Which clients share a chunk depends only on the sample and `size`, never on the
     number of slots or workers, so the pooled sums (added in chunk order) are too."""
+    pids = sorted(int(p) for p in partition_ids)
+    chunks = range(0, len(pids), size)
+    return _deal(
+        messages,
+        [
+            {"partition-ids": pids[start : start + size], "server-round": round_, "chunk": i}
+            for i, start in enumerate(chunks)
+        ],
+    )
+
+
+def _deal(messages: list[Message], configs: list[dict]) -> list[Message]:
+    """One copy of a slot's message per config, dealt round-robin over the slots (by
+    node id), each with that config added; the strategy's records are never mutated."""
     if not messages:
         return []
     ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
-    pids = sorted(int(p) for p in partition_ids)
-    out = []
-    for i, start in enumerate(range(0, len(pids), size)):
-        template = ordered[i % len(ordered)]
-        out.append(
-            addressed_copy(
-                template,
-                template.metadata.dst_node_id,
-                **{"partition-ids": pids[start : start + size], "server-round": round_, "chunk": i},
-            )
+    return [
+        addressed_copy(
+            ordered[i % len(ordered)], ordered[i % len(ordered)].metadata.dst_node_id, **c
         )
-    return out
+        for i, c in enumerate(configs)
+    ]
 
 
 def nbytes(content: RecordDict) -> int:
