@@ -15,13 +15,10 @@ from helpers import run_cli, start_cli
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
 
 ROUNDS = 8
-# Every client straggles 0.7 s (deterministic, so results are unchanged): rounds last long
-# enough for a kill to land inside the next round rather than after the run has ended.
+# Rounds of real training long enough (lenet, 2 local epochs, 600 examples per client) for
+# a kill to land inside a round; the kill's delay is scaled by the reference run's own
+# round time, so a faster or slower machine still lands inside the next round.
 ARGS = [
-    "--set",
-    "fault-straggler-prob=1.0",
-    "--set",
-    "fault-straggler-delay=0.7",
     "--set",
     f"rounds={ROUNDS}",
     "--set",
@@ -29,13 +26,13 @@ ARGS = [
     "--set",
     "clients-per-round=3",
     "--set",
-    "train-subset=900",
+    "train-subset=3600",
     "--set",
     "test-subset=300",
     "--set",
-    'model="mlp"',
+    'model="lenet"',
     "--set",
-    "local-epochs=1",
+    "local-epochs=2",
     "--set",
     'strategy="fedavgm"',
     "--set",
@@ -72,6 +69,8 @@ def test_sigkill_and_resume_matches_uninterrupted_run(ray_address, tmp_path):
     proc = run_cli("run", *ARGS, "--out", str(ref), "--ray-address", ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected_rows, expected_weights = _rows(ref), _weights(ref)
+    lines = (ref / "metrics.jsonl").read_text().splitlines()
+    round_time = float(np.median([json.loads(x)["round_seconds"] for x in lines]))
     # Fixed, so a failure reproduces: the first round, the middle and the last that still
     # leaves rounds to resume, each killed at a seeded point inside the next round.
     rng = np.random.default_rng(13)
@@ -87,7 +86,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(ray_address, tmp_path):
             ray_address,
             log_path=tmp_path / f"killed-{k}.log",
         )
-        _kill_after(out, k, running, delay=float(rng.uniform(0.0, 1.2)))
+        _kill_after(out, k, running, delay=float(rng.uniform(0.0, 0.8)) * round_time)
         assert not (out / "summary.json").exists(), f"run finished before the kill at {k}"
         resumed = run_cli("run", "--resume", str(out), "--ray-address", ray_address, "--quiet")
         assert resumed.returncode == 0, f"kill at {k}: {resumed.stderr[-3000:]}"
