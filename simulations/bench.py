@@ -279,7 +279,10 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * (std or 0):.2f}"
 
 
-def _hours(value: float | None) -> str:
+def _hours(value: float | None, clocked: bool = True) -> str:
+    """Virtual hours to target: "-" for runs without a clock, "never" if not reached."""
+    if not clocked:
+        return "-"
     return "never" if value is None else f"{value:.2f}"
 
 
@@ -319,10 +322,13 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
                 if private
                 else ""
             )
+            hours = _hours(
+                r.get("virtual_hours_to_target"), r.get("virtual_hours_total") is not None
+            )
             lines.append(
                 f"| {rank} | {r['variant']} |{eps} {_pct(r['final_mean'], r['final_std'])} | "
-                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | "
-                f"{_hours(r.get('virtual_hours_to_target'))} | {fmt(r['mb_sent'])} | "
+                f"{_pct(r['best_mean'], r['best_std'])} | {reach} | {hours}"
+                f" | {fmt(r['mb_sent'])} | "
                 f"{fmt(r['mb_received'])} | {fmt(r['wall_seconds'])} | {r['seeds']} |"
             )
         lines.append("")
