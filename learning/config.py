@@ -23,6 +23,7 @@ from learning.config_checks import (
     rounds_per_task,
 )
 from learning.config_files import config_values, load_toml, parse_override, read_toml, to_toml
+from learning.config_keys import canonical_key, check_value, coerce, flat_values, key_spec
 from learning.config_schema import (
     DRIFT_NAMES,
     SECTIONS,
@@ -36,11 +37,6 @@ from learning.config_schema import (
     RuntimeConfig,
     StrategyConfig,
     TrainConfig,
-    canonical_key,
-    check_value,
-    coerce,
-    flat_values,
-    key_spec,
 )
 
 __all__ = [

@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from learning.config_schema import SECTIONS, canonical_key, flat_values
+from learning.config_keys import canonical_key, flat_values
+from learning.config_schema import SECTIONS
 from learning.errors import ConfigError
 
 

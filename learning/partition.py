@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from learning.config_schema import check_value
+from learning.config_keys import check_value
 from learning.errors import ConfigError, DataError
 from learning.streams import Tag, generator
 

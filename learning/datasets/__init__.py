@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from learning.config_schema import check_value
+from learning.config_keys import check_value
 from learning.datasets.cifar10 import CIFAR10_CLASSES, cifar10
 from learning.datasets.common import Dataset
 from learning.datasets.idx_folder import (
