@@ -13,7 +13,8 @@ import numpy as np
 
 from learning.config import DataConfig, ExperimentConfig
 from learning.datasets import Dataset, load_dataset, subset
-from learning.partition import SampledShards, label_histograms, partition_as_configured
+from learning.partition import label_histograms, partition_as_configured
+from learning.sampled_partition import SampledShards
 from learning.scenarios import (
     drift_kind,
     drift_level,

@@ -6,7 +6,7 @@ O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from numbers import Integral
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from learning.config_keys import check_value
 from learning.errors import ConfigError, DataError
+from learning.sampled_partition import SampledShards
 from learning.streams import Tag, generator
 
 if TYPE_CHECKING:
@@ -209,40 +210,6 @@ def quantity(
     owner = np.empty(n, dtype=np.int64)
     owner[rng.permutation(n)] = np.repeat(np.arange(num_clients), sizes)
     return _group(owner, num_clients)
-
-
-def sampled_shard(n: int, seed: int, client: int, examples_per_client: int) -> np.ndarray:
-    """Client `client`'s shard of the `sampled` partition: `examples_per_client` indices
-    into ``range(n)`` drawn with replacement from the (seed, client) stream, sorted.
-
-    Computed per client on demand, so a federation of any size costs nothing until a
-    client trains (O(1) memory per registered client); shards overlap across clients
-    and may repeat an example, as independent draws from one population do."""
-    if n < 1:
-        raise DataError("the sampled partition needs at least one example")
-    rng = generator(seed, Tag.SAMPLED_SHARD, client)
-    return np.sort(rng.integers(0, n, size=examples_per_client, dtype=np.int64))
-
-
-class SampledShards(Sequence):
-    """The `sampled` partition as a lazy sequence of shards (nothing stored per client)."""
-
-    def __init__(self, n: int, num_clients: int, seed: int, examples_per_client: int) -> None:
-        self.n, self.num_clients = n, num_clients
-        self.seed, self.examples_per_client = seed, examples_per_client
-
-    def __len__(self) -> int:
-        return self.num_clients
-
-    def __getitem__(self, client):  # type: ignore[override]
-        if isinstance(client, slice):
-            return [self[i] for i in range(*client.indices(self.num_clients))]
-        client = int(client)
-        if client < 0:
-            client += self.num_clients
-        if not 0 <= client < self.num_clients:
-            raise IndexError(f"client {client} is outside [0, {self.num_clients})")
-        return sampled_shard(self.n, self.seed, client, self.examples_per_client)
 
 
 def sampled(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from learning.errors import ConfigError
-from learning.partition import SampledShards, partition, sampled_shard
+from learning.partition import partition
+from learning.sampled_partition import SampledShards, sampled_shard
 
 
 def test_shards_are_deterministic_in_range_and_sized():
