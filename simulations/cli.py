@@ -96,7 +96,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid, write_tables
+    from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid
+    from simulations.bench_tables import write_tables
 
     grid = load_grid(args.grid)
     out = Path(args.out or Path("bench-out") / Path(args.grid).stem)

@@ -156,7 +156,8 @@ def test_bench_reports_virtual_hours_to_target(tmp_path):
     """results.csv gains the virtual time-to-target (from rows' virtual_seconds)."""
     import json as _json
 
-    from simulations.bench import load_grid, summarise_grid, write_tables
+    from simulations.bench import load_grid, summarise_grid
+    from simulations.bench_tables import write_tables
 
     grid_file = tmp_path / "g.toml"
     grid_file.write_text(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from learning.config import build_config
-from simulations.bench import load_grid, write_tables
+from simulations.bench import load_grid
+from simulations.bench_tables import write_tables
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "simulations" / "experiments"
 
