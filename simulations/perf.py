@@ -114,6 +114,8 @@ def run_perennial(cfg: ExperimentConfig, out: Path) -> dict[str, float]:
         "seconds": updates,
         "startup": max(0.0, total - summary.get("wall_seconds", 0.0)),
         "peak_rss_mb": mem.peak_mb,
+        # the server process alone (sampled at the end of every round)
+        "server_rss_mb": max((float(r.get("server_rss_mb") or 0.0) for r in rows), default=0.0),
     }
 
 
@@ -157,6 +159,7 @@ def run_perf(
             "perennial_startup_s",
             "quickstart_startup_s",
             "peak_rss_mb",
+            "server_rss_mb",
         )
     }
     for rep in range(repeats):
@@ -171,6 +174,7 @@ def run_perf(
         samples["perennial_startup_s"].append(p["startup"])
         samples["quickstart_startup_s"].append(q["startup"])
         samples["peak_rss_mb"].append(max(mem.peak_mb, p["peak_rss_mb"], q["peak_rss_mb"]))
+        samples["server_rss_mb"].append(p["server_rss_mb"])
         print(
             f"repeat {rep + 1}/{repeats}: bare {samples['bare_s'][-1]:.1f}s  "
             f"perennial {p['seconds']:.1f}s  quickstart {q['seconds']:.1f}s",
@@ -193,6 +197,7 @@ def run_perf(
         "speedup_vs_quickstart": round(med["quickstart_s"] / med["perennial_s"], 4),
         "client_updates_per_s": round(updates / med["perennial_s"], 3),
         "peak_rss_mb": round(med["peak_rss_mb"], 1),
+        "server_rss_mb": round(med["server_rss_mb"], 1),
         "clients_per_message": fed.clients_per_message,
         "registered_clients": fed.num_clients,
         "bare_ms_per_update": round(1000 * med["bare_s"] / updates, 2),
@@ -220,7 +225,7 @@ def print_table(result: dict[str, Any]) -> None:
         f"overhead_vs_bare {result['overhead_vs_bare']:.3f}  "
         f"speedup_vs_quickstart {result['speedup_vs_quickstart']:.2f}  "
         f"client_updates_per_s {result['client_updates_per_s']:.2f}  "
-        f"peak_rss_mb {result['peak_rss_mb']:.0f}"
+        f"peak_rss_mb {result['peak_rss_mb']:.0f}  server_rss_mb {result['server_rss_mb']:.0f}"
     )
     print(
         f"ms per client update: bare {result['bare_ms_per_update']:.2f}  "
