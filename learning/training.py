@@ -21,8 +21,6 @@ import numpy as np
 from learning.models import build_model
 from learning.train_types import ContinualInputs, LocalTrainConfig, StepMode, TrainResult
 
-__all__ = ["ContinualInputs", "LocalTrainConfig", "StepMode", "TrainResult", "Trainer"]
-
 _TRAINERS: dict[tuple, Trainer] = {}
 _THREADS_SET = False
 
