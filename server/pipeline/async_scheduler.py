@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -41,36 +40,23 @@ from learning.streams import Tag, generator
 from privacy.accounting import privacy_row
 from server.pipeline import records
 from server.pipeline.aggregate import Aggregate
-from server.pipeline.collect import Cohort, collect
-from server.pipeline.dispatch import nbytes
+from server.pipeline.async_events import InFlight, fedbuff_delta, server_step
+from server.pipeline.async_lookahead import Lookahead
+from server.pipeline.collect import Cohort
 from server.pipeline.evaluate import RoundEvaluator
 from server.pipeline.observers import Observers
 from server.pipeline.sampling_policy import pick_online
 from server.pipeline.scheduler import LoopResult, LoopState
 from server.pipeline.setup import Stages
 from server.pipeline.updates import ClientUpdate, validity
-from strategies.fedasync import fedasync_mix, staleness_weight
-from strategies.fedbuff import fedbuff_step
 
 IDLE_WAKE = 60.0  # virtual seconds an empty slot waits before looking for an online client
 
 
-@dataclass
-class InFlight:
-    finish: float
-    pid: int
-    start_version: int
-    start: float
-    kind: str  # "update", "failed" (error, no reply, refused), "offline", "wake"
-    update: ClientUpdate | None = None
-    delta: tuple[np.ndarray, ...] | None = None  # FedBuff: y - x(start version)
-
-    @property
-    def key(self) -> tuple[float, int]:
-        return (self.finish, self.pid)
-
-    def __lt__(self, other: InFlight) -> bool:
-        return self.key < other.key
+def speculates(cfg) -> bool:
+    """Whether training ahead is safe: no client keeps state between its updates."""
+    cl = cfg.continual
+    return cl.scenario == "none" or cl.cl_method == "finetune"
 
 
 class AsyncScheduler:
@@ -81,15 +67,19 @@ class AsyncScheduler:
         evaluate: RoundEvaluator,
         observers: Observers,
         restored: dict[str, Any] | None = None,
+        lookahead: int | None = None,
     ) -> None:
         self.grid, self.s, self.evaluate, self.observers = grid, stages, evaluate, observers
         cfg = stages.cfg
         self.name, self.sc = cfg.strategy.strategy, cfg.strategy
         self.concurrency = cfg.devices.concurrency
         self.version = 0
-        self.batches = 0  # dispatch batches so far (the ASYNC_PICK stream's field)
+        self.batches = 0  # fills so far (the ASYNC_PICK stream's field)
         self.heap: list[InFlight] = []
         self.buffer: list[InFlight] = []
+        if lookahead is None:
+            lookahead = self.concurrency if speculates(cfg) else 1
+        self.ahead = Lookahead(self, lookahead)
         self._reset_step()
         observers.extra_state = self.snapshot
         if restored is not None:
@@ -107,30 +97,38 @@ class AsyncScheduler:
     def in_flight(self) -> int:
         return sum(1 for e in self.heap if e.kind != "wake")
 
-    def fill(self, arrays: ArrayRecord) -> None:
-        """Give every free slot a client, all from the current version, in one send."""
-        free = self.concurrency - self.in_flight()
+    def choose(
+        self, heap: list[InFlight], batches: int, now: float
+    ) -> tuple[list[int], int, InFlight | None]:
+        """The fill at `now` over `heap`: (clients for the free slots, the fill counter
+        after it, a wake event to push or None). Pure: the lookahead calls it too."""
+        free = self.concurrency - sum(1 for e in heap if e.kind != "wake")
         if free <= 0:
-            return
+            return [], batches, None
+        rng = generator(self.s.cfg.federation.seed, Tag.ASYNC_PICK, batches)
+        online = self.s.clock.availability.online
+        busy = {e.pid for e in heap}
+        pids = pick_online(rng, self.s.fed.num_clients, free, busy, lambda p: online(p, now))
+        wake = None
+        if len(pids) < free and not any(e.kind == "wake" for e in heap):
+            wake = InFlight(now + IDLE_WAKE, -1, -1, now, "wake")
+        return pids, batches + 1, wake
+
+    def fill(self, arrays: ArrayRecord) -> None:
+        """Give every free slot a client, all from the current version."""
         clock = self.s.clock
-        busy = {e.pid for e in self.heap}
-        rng = generator(self.s.cfg.federation.seed, Tag.ASYNC_PICK, self.batches)
-        pids = pick_online(rng, self.s.fed.num_clients, free, busy, clock.online)
-        self.batches += 1
-        if len(pids) < free and not any(e.kind == "wake" for e in self.heap):
-            heapq.heappush(self.heap, InFlight(clock.now + IDLE_WAKE, -1, -1, clock.now, "wake"))
+        pids, self.batches, wake = self.choose(self.heap, self.batches, clock.now)
+        if wake is not None:
+            heapq.heappush(self.heap, wake)
         if not pids:
             return
-        messages = self.s.dispatch(self.version + 1, arrays, pids)
-        down = nbytes(messages[0].content) if messages else 0
-        self.bytes_sent += down * len(messages)
+        trained = self.ahead.results(pids, arrays)
         self.tried.update(pids)
-        attempt = collect(self.grid, messages, self.s.fed.timeout)
-        got = {u.partition_id: u for u in attempt.updates}
         x = arrays.to_numpy_ndarrays() if self.name == "fedbuff" else None
         now = clock.now
         for pid in pids:
-            u = got.get(pid)
+            u, down = trained[pid].update, trained[pid].down
+            self.bytes_sent += down
             if u is not None and validity(u, self.s.shapes) is not None:
                 self.rejected += 1
                 u = None
@@ -144,12 +142,7 @@ class AsyncScheduler:
                 end = now if until is None else until
                 heapq.heappush(self.heap, InFlight(end, pid, self.version, now, "offline"))
                 continue
-            delta = None
-            if x is not None:
-                delta = tuple(
-                    (np.asarray(y, np.float64) - xi).astype(xi.dtype)
-                    for y, xi in zip(u.arrays, x, strict=True)
-                )
+            delta = fedbuff_delta(u.arrays, x) if x is not None else None
             heapq.heappush(self.heap, InFlight(f, pid, self.version, now, "update", u, delta))
 
     # -- the loop -------------------------------------------------------------------------
@@ -185,25 +178,16 @@ class AsyncScheduler:
         return self.in_flight() + (popped.kind != "wake")
 
     def apply(self, state: LoopState, e: InFlight) -> None:
-        staleness = self.version - e.start_version
-        if self.name == "fedasync":
-            a = self.sc.fedasync_alpha * staleness_weight(
-                self.sc.staleness, staleness, self.sc.staleness_exponent, self.sc.staleness_hinge
-            )
-            before = state.arrays.to_numpy_ndarrays()
-            x = fedasync_mix(before, e.update.arrays, a)
-            self.step(state, before, x, [e], [staleness])
-            return
-        self.buffer.append(e)
-        if len(self.buffer) < self.sc.fedbuff_k:
-            return
-        stal = [self.version - b.start_version for b in self.buffer]
-        before = state.arrays.to_numpy_ndarrays()
-        x = fedbuff_step(
-            before, [b.delta for b in self.buffer], stal, self.s.cfg.strategy.server_lr
-        )
-        applied, self.buffer = self.buffer, []
-        self.step(state, before, x, applied, stal)
+        held: list[list[np.ndarray]] = []
+
+        def before() -> list[np.ndarray]:
+            held.append(state.arrays.to_numpy_ndarrays())
+            return held[0]
+
+        step = server_step(self.sc, self.version, self.buffer, e, before)
+        self.buffer = step.buffer
+        if step.model is not None:
+            self.step(state, held[0], step.model, step.applied, step.staleness)
 
     def step(self, state, before, x, applied: list[InFlight], staleness: list[int]) -> None:
         t0 = time.perf_counter()

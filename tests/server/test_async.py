@@ -131,3 +131,34 @@ def test_offline_clients_drop_out_and_are_counted(tmp_path):
     rows = _run(cfg, tmp_path).rows
     assert len(rows) == cfg.federation.rounds
     assert sum(r["offline_dropouts"] for r in rows) > 0
+
+
+class Counting(FakeClients):
+    """Counts sends and the clients trained (a trained client is a message answered)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.sends = 0
+
+    def send_and_receive(self, messages, timeout=None):
+        self.sends += 1
+        return super().send_and_receive(messages, timeout)
+
+
+@pytest.mark.parametrize("name", ["fedasync", "fedbuff"])
+@pytest.mark.parametrize("extra", [{}, {"availability": "diurnal", "diurnal-period": 2.0}])
+def test_training_ahead_changes_no_result_and_batches_the_sends(name, extra, tmp_path, monkeypatch):
+    """The lookahead trains freed slots' clients in batches; every metric and the final
+    weights equal the one-client-per-send run, crashes and dropouts included."""
+    import server.pipeline.async_scheduler as sched
+
+    cfg = _cfg(name, rounds=12, **extra)
+    crash = [(3, 0), (11, 0)]
+    ahead = Counting(4, crash=crash)
+    a = _run(cfg, tmp_path / "ahead", grid=ahead)
+    monkeypatch.setattr(sched, "speculates", lambda cfg: False)
+    serial = Counting(4, crash=crash)
+    b = _run(cfg, tmp_path / "serial", grid=serial)
+    assert _clean(a.rows) == _clean(b.rows)
+    assert digest(a.weights) == digest(b.weights)
+    assert ahead.sends * 2 < serial.sends
