@@ -51,11 +51,12 @@ class NodeDealer:
         return dataclasses.replace(fed, num_clients=len(self.node_ids))
 
     def address(
-        self, messages: list[Message], clients: list[int], server_round: int
+        self, messages: list[Message], clients: list[int], server_round: int, start: int = 0
     ) -> list[Message]:
-        """One message per sampled client, sent to its SuperNode, from the strategy's
-        first message. As in simulation mode, the strategy's records are reused (never
-        mutated) and only the config is copied, here with the round but no partition id.
+        """One message per sampled client, sent to its SuperNode (`start` is unused: the
+        client is the node), from the strategy's first message. As in simulation mode,
+        the strategy's records are reused (never mutated) and only the config is copied,
+        here with the round but no partition id.
         """
         if not messages:
             return []

@@ -84,9 +84,16 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
-    with tempfile.TemporaryDirectory(prefix="perennial-perf-") as tmp:
-        result = run_perf(args.set, args.repeats, Path(tmp), cohort=args.cohort)
-    print_table(result)
+    if args.time:
+        from simulations.perf_time import print_time_table, run_time_perf
+
+        with tempfile.TemporaryDirectory(prefix="perennial-perf-") as tmp:
+            result = run_time_perf(args.set, args.repeats, Path(tmp))
+        print_time_table(result)
+    else:
+        with tempfile.TemporaryDirectory(prefix="perennial-perf-") as tmp:
+            result = run_perf(args.set, args.repeats, Path(tmp), cohort=args.cohort)
+        print_table(result)
     if args.json:
         from simulations.perf import write_json
 
@@ -171,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cohort",
         action="store_true",
         help="cross-device preset: 200 clients/round x 20 examples, lenet, pooled 25 per message",
+    )
+    perf.add_argument(
+        "--time",
+        action="store_true",
+        help="wall time per client update: sync vs the virtual clock, deadline, FedBuff, FedAsync",
     )
     perf.add_argument("--json", help="also write the figures to this JSON file")
     perf.set_defaults(func=cmd_perf)

@@ -6,7 +6,9 @@ trained, the lookahead simulates the scheduler forward from its current state: t
 seeded picks, the same server steps (server/pipeline/async_events.py) on the updates
 already in hand, and for each client it starts an *estimated* finish time (its device
 and the examples it reported last time). It stops at the first event whose result it
-does not know, or at `limit` clients, and trains every client it would start in one send.
+does not know (FedAsync: the next planned finish; FedBuff: the next server step that
+needs a planned client's update, since the model stays put until the buffer is full), or
+at `limit` clients, and trains every client it would start in one send.
 
 Each result is kept under everything it depends on: (partition id, model version, start
 time, digest of the model's bytes). The scheduler uses a kept result only when it starts
@@ -85,6 +87,7 @@ class Lookahead:
         self.sends = 0  # sends to the grid (a diagnostic: fewer is the point)
         self.wasted = 0  # speculative trainings never used
         self._digests: dict[int, tuple[ArrayRecord, bytes]] = {}
+        self._sizes = None  # shard sizes for first guesses (None: not read yet)
 
     def digest(self, arrays: ArrayRecord) -> bytes:
         got = self._digests.get(id(arrays))
@@ -123,7 +126,8 @@ class Lookahead:
         try:
             for (version, start), group in groups.items():
                 clock.now = start  # the message's virtual-time (continual on the clock)
-                built = s.s.dispatch(version + 1, group[0].arrays, [j.pid for j in group])
+                pids = [j.pid for j in group]
+                built = s.s.dispatch(version + 1, group[0].arrays, pids, len(messages))
                 size = nbytes(built[0].content) if built else 0
                 for j in group:
                     down[j.key] = size
@@ -132,7 +136,7 @@ class Lookahead:
             clock.now = saved
         self.sends += 1
         attempt = collect(s.grid, messages, s.s.fed.timeout)
-        got = {u.partition_id: u for u in attempt.updates}  # a send names a client once
+        got = {u.partition_id: u for u in attempt.updates}  # plan() names a client once
         for j in jobs:
             self.kept[j.key] = Trained(got.get(j.pid), down[j.key])
 
@@ -152,12 +156,20 @@ class Lookahead:
         for p in first:
             heapq.heappush(f.heap, self._planned(f, p))
         jobs: list[Job] = []
+        named = set(first)
+        k = s.sc.fedbuff_k if s.name == "fedbuff" else 1
         while f.heap and len(jobs) + len(first) < self.limit:
             e = heapq.heappop(f.heap)
-            if e.kind == "planned":
-                break
+            joins = e.kind in ("update", "planned")
+            if joins and (
+                (e.kind == "planned" and k == 1)
+                or (len(f.buffer) + 1 >= k and any(b.kind == "planned" for b in [*f.buffer, e]))
+            ):
+                break  # the next server step needs a result not known yet
             f.now = e.finish
-            if e.kind == "update":
+            if e.kind == "planned":  # FedBuff: it joins the buffer; the model is unchanged
+                f.buffer = [*f.buffer, e]
+            elif e.kind == "update":
                 step = server_step(s.sc, f.version, f.buffer, e, lambda: f.model)
                 f.buffer = step.buffer
                 if step.model is not None:
@@ -165,6 +177,9 @@ class Lookahead:
                     f.model = [np.asarray(w) for w in step.model]
                     record, d = ArrayRecord(f.model), model_digest(f.model)
             picks, f.batches, wake = s.choose(f.heap, f.batches, f.now)
+            if named.intersection(picks):
+                break  # one send names a client once (its reply is matched by client)
+            named.update(picks)
             if wake is not None:
                 heapq.heappush(f.heap, wake)
             for p in picks:
@@ -174,8 +189,28 @@ class Lookahead:
 
     def _planned(self, f: Frame, pid: int) -> InFlight:
         clock = self.sch.s.clock
-        seen = self.examples
-        n = seen.get(pid, int(np.median(list(seen.values()))) if seen else 0)
+        n = self.examples.get(pid)
+        if n is None:
+            n = self._shard_size(pid)
         down = sum(w.nbytes for w in f.model)
-        dt = clock.seconds(pid, n, down, self.up or down, f.version + 1)
-        return InFlight(f.now + dt, pid, f.version, f.now, "planned")
+        finish = f.now + clock.seconds(pid, n, down, self.up or down, f.version + 1)
+        if clock.drops_out(pid, f.now, finish):  # as the scheduler would: it goes offline
+            until = clock.availability.online_until(pid, f.now)
+            return InFlight(f.now if until is None else until, pid, f.version, f.now, "offline")
+        return InFlight(finish, pid, f.version, f.now, "planned")
+
+    def _shard_size(self, pid: int) -> int:
+        """A first guess at a client's examples: its shard in simulation (the server can
+        compute the partition; only a guess, never used for a result), else the median
+        reported so far."""
+        if self._sizes is None:
+            try:
+                from learning.federated_data import partitions_for
+
+                self._sizes = partitions_for(self.sch.s.cfg)
+            except Exception:  # deployment, or data the server cannot read: no guess
+                self._sizes = ()
+        if pid < len(self._sizes):
+            return len(self._sizes[pid])
+        seen = list(self.examples.values())
+        return int(np.median(seen)) if seen else 0

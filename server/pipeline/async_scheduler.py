@@ -78,7 +78,7 @@ class AsyncScheduler:
         self.heap: list[InFlight] = []
         self.buffer: list[InFlight] = []
         if lookahead is None:
-            lookahead = self.concurrency if speculates(cfg) else 1
+            lookahead = 2 * self.concurrency if speculates(cfg) else 1
         self.ahead = Lookahead(self, lookahead)
         self._reset_step()
         observers.extra_state = self.snapshot

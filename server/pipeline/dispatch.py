@@ -18,22 +18,27 @@ from flwr.serverapp.strategy import Strategy
 
 from server.messages import addressed_copy
 
-# (the strategy's messages, sampled clients, round) -> one message per client
-Address = Callable[[list[Message], list[int], int], list[Message]]
+# (the strategy's messages, sampled clients, round, first slot) -> one message per client
+Address = Callable[[list[Message], list[int], int, int], list[Message]]
 
 
-def stamp(messages: list[Message], partition_ids: list[int], round_: int) -> list[Message]:
+def stamp(
+    messages: list[Message], partition_ids: list[int], round_: int, start: int = 0
+) -> list[Message]:
     """One message per sampled client, dealt round-robin over the execution slots.
 
     The strategy built one message per slot; all of Flower's strategies (and ours) give
     every node the same content, so each client's message reuses its slot's records
     with a copied config naming the client. The strategy's records are never mutated.
+    `start` is the first slot dealt to (a send built from several dispatches continues
+    where the previous one ended, so its messages spread over every slot).
     """
-    return _deal(messages, [{"partition-id": pid, "server-round": round_} for pid in partition_ids])
+    configs = [{"partition-id": pid, "server-round": round_} for pid in partition_ids]
+    return _deal(messages, configs, start)
 
 
 def chunk_stamp(
-    messages: list[Message], partition_ids: list[int], round_: int, size: int
+    messages: list[Message], partition_ids: list[int], round_: int, start: int = 0, *, size: int
 ) -> list[Message]:
     """Pooled dispatch: the clients in partition-id order, cut into chunks of `size`
     (the last may be shorter), one message per chunk naming its clients
@@ -46,24 +51,23 @@ def chunk_stamp(
     return _deal(
         messages,
         [
-            {"partition-ids": pids[start : start + size], "server-round": round_, "chunk": i}
-            for i, start in enumerate(chunks)
+            {"partition-ids": pids[first : first + size], "server-round": round_, "chunk": i}
+            for i, first in enumerate(chunks)
         ],
+        start,
     )
 
 
-def _deal(messages: list[Message], configs: list[dict]) -> list[Message]:
+def _deal(messages: list[Message], configs: list[dict], start: int = 0) -> list[Message]:
     """One copy of a slot's message per config, dealt round-robin over the slots (by
-    node id), each with that config added; the strategy's records are never mutated."""
+    node id, from slot `start`), each with that config added; the strategy's records
+    are never mutated."""
     if not messages:
         return []
     ordered = sorted(messages, key=lambda m: m.metadata.dst_node_id)
-    return [
-        addressed_copy(
-            ordered[i % len(ordered)], ordered[i % len(ordered)].metadata.dst_node_id, **c
-        )
-        for i, c in enumerate(configs)
-    ]
+    slot = [ordered[(start + i) % len(ordered)] for i in range(len(configs))]
+    pairs = zip(slot, configs, strict=True)
+    return [addressed_copy(m, m.metadata.dst_node_id, **c) for m, c in pairs]
 
 
 def nbytes(content: RecordDict) -> int:
@@ -91,11 +95,13 @@ class Dispatcher:
         # client derives its task; None leaves messages as they were.
         self.clock = clock
 
-    def __call__(self, server_round: int, arrays: ArrayRecord, clients: list[int]) -> list[Message]:
-        """One message per client in `clients`. The strategy is asked afresh every time
-        (a retry too), as Flower's own loop would."""
+    def __call__(
+        self, server_round: int, arrays: ArrayRecord, clients: list[int], start: int = 0
+    ) -> list[Message]:
+        """One message per client in `clients`, dealt from slot `start`. The strategy is
+        asked afresh every time (a retry too), as Flower's own loop would."""
         config = ConfigRecord(dict(self.base))
         if self.clock is not None:
             config["virtual-time"] = float(self.clock.now)
         built = list(self.strategy.configure_train(server_round, arrays, config, self.grid))
-        return self.address(built, clients, server_round)
+        return self.address(built, clients, server_round, start)

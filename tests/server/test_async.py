@@ -146,7 +146,14 @@ class Counting(FakeClients):
 
 
 @pytest.mark.parametrize("name", ["fedasync", "fedbuff"])
-@pytest.mark.parametrize("extra", [{}, {"availability": "diurnal", "diurnal-period": 2.0}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"availability": "diurnal", "diurnal-period": 2.0},
+        {"num-clients": 8},  # few clients: one is picked again inside one lookahead
+    ],
+)
 def test_training_ahead_changes_no_result_and_batches_the_sends(name, extra, tmp_path, monkeypatch):
     """The lookahead trains freed slots' clients in batches; every metric and the final
     weights equal the one-client-per-send run, crashes and dropouts included."""
