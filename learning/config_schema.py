@@ -72,6 +72,11 @@ class TrainConfig:
     momentum: float = _k(0.0, "SGD momentum (reset for every client update)", min=0.0, lt=1.0)
     weight_decay: float = _k(0.0, "L2 weight decay", min=0.0)
     max_local_steps: int = _k(0, "cap on local batches per round (0 = none)", min=0)
+    init_weights: str = _k(
+        "",
+        "warm start: initial weights from a .keras model, a weights .npz or a run "
+        "directory's checkpoint.npz (shape-checked; beats a .keras model's own weights)",
+    )
 
 
 @dataclass(frozen=True)
@@ -299,14 +304,15 @@ SECTIONS = {
 }
 
 
-# Keys added with the virtual clock (issue 15). At their defaults they are left out of
-# client messages and of the config digest (privacy/server_key.py), so a run that does
-# not use the clock sends the same messages and derives the same server key as before
-# the clock existed (the golden loop scenarios check this bit for bit).
+# Keys added with the virtual clock (issue 15), and warm start (issue 18). At their
+# defaults they are left out of client messages and of the config digest
+# (privacy/server_key.py), so a run that does not use them sends the same messages and
+# derives the same server key as before they existed (the golden loop scenarios check
+# this bit for bit).
 CLOCK_KEYS = frozenset(
     [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
-    + ["task-seconds"]
+    + ["task-seconds", "init-weights"]
 )
 
 
