@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,10 @@ def resolve(key: str, value: str) -> Callable[..., Any]:
     module_name, _, attr = value.partition(":")
     if not module_name or not attr or ":" in attr:
         raise plugin_error(key, value, "not of the form module:attribute")
+    if key == "model" and module_name not in sys.modules:
+        from learning.tf_import import import_tensorflow
+
+        import_tensorflow()  # a model module imports Keras: quietly, the way we do
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

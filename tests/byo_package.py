@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 SOURCE = {
-    "models.py": '''
+    "models.py": """
         import keras
 
         def build(input_shape, num_classes):
@@ -26,8 +26,8 @@ SOURCE = {
 
         def one_arg(input_shape):
             return None
-    ''',
-    "data.py": '''
+    """,
+    "data.py": """
         import numpy as np
 
         def _split(n, offset):
@@ -49,8 +49,8 @@ SOURCE = {
         def floats():
             x_train, y_train, x_test, y_test = load()
             return x_train / 255.0, y_train, x_test / 255.0, y_test
-    ''',
-    "split.py": '''
+    """,
+    "split.py": """
         import numpy as np
 
         def split(labels, num_clients, rng):
@@ -59,7 +59,7 @@ SOURCE = {
 
         def overlapping(labels, num_clients, rng):
             return [np.arange(len(labels)) for _ in range(num_clients)]
-    ''',
+    """,
 }
 
 
