@@ -25,9 +25,13 @@ FORMS = {
     "dataset": '"my_pkg.data:load", a function () -> (x_train, y_train, x_test, y_test)',
     "partition": '"my_pkg.split:split", a function (labels, num_clients, rng) -> list of '
     "index arrays",
+    "strategy": '"my_pkg.strategies:MyStrategy", a subclass of '
+    "flwr.serverapp.strategy.FedAvg or Strategy (built with perennial's FedAvg arguments), "
+    "or a function (config) -> Strategy",
 }
-# Positional arguments each plug-in function is called with.
-ARITY = {"model": 2, "dataset": 0, "partition": 3}
+# Positional arguments each plug-in function is called with (a strategy class: none, it
+# gets keyword arguments; strategies/registry.py judges it).
+ARITY = {"model": 2, "dataset": 0, "partition": 3, "strategy": 1}
 
 
 def is_plugin(value: str) -> bool:
@@ -70,6 +74,8 @@ def resolve(key: str, value: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise plugin_error(key, value, f"{attr!r} is not callable")
+    if inspect.isclass(obj) and key == "strategy":
+        return obj
     try:
         inspect.signature(obj).bind(*range(ARITY[key]))
     except TypeError:

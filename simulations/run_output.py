@@ -18,6 +18,10 @@ def preflight(cfg: ExperimentConfig) -> None:
 
     ds = dataset_for(cfg)
     partitions_for(cfg)
+    if is_plugin(cfg.strategy.strategy):  # built once here: a bad class is one line
+        from strategies.registry import build_strategy
+
+        build_strategy(cfg, cfg.federation.clients_per_round)
     t = cfg.train
     if is_plugin(t.model) or t.init_weights:  # softmax probe, warm-start shapes
         from learning.training import initial_weights

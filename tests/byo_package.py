@@ -1,5 +1,5 @@
 """A user's own package, written outside the repo, for the plug-in tests: a model
-builder, a dataset loader and a partitioner, plus broken variants of each."""
+builder, a dataset loader, a partitioner and a strategy, plus broken variants of each."""
 
 from __future__ import annotations
 
@@ -60,6 +60,36 @@ SOURCE = {
         def overlapping(labels, num_clients, rng):
             return [np.arange(len(labels)) for _ in range(num_clients)]
     """,
+    "strategies.py": '''
+        import numpy as np
+        from flwr.app import ArrayRecord, MetricRecord
+        from flwr.serverapp.strategy import FedAvg
+
+        TWIST = np.float32(0.001)
+
+        class MeanPlus(FedAvg):
+            """Coordinate-wise mean of the replies, plus a small constant (the twist)."""
+
+            def aggregate_train(self, server_round, replies):
+                got = [m.content["arrays"].to_numpy_ndarrays() for m in replies if m.has_content()]
+                if not got:
+                    return None, None
+                mean = [np.mean(np.stack(layer), axis=0) + TWIST for layer in zip(*got)]
+                return ArrayRecord([a.astype(np.float32) for a in mean]), MetricRecord({})
+
+        def factory(cfg):
+            return MeanPlus(fraction_evaluate=0.0)
+
+        class NotAStrategy:
+            pass
+
+        class NeedsMore(FedAvg):
+            def __init__(self, extra, **kwargs):
+                super().__init__(**kwargs)
+
+        def returns_none(cfg):
+            return None
+    ''',
 }
 
 
