@@ -98,3 +98,19 @@ def test_perennial_export_writes_a_stored_round(run, capsys):
     assert main(["export", str(out), "--round", "77"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "round 77" in err[0] and "is not stored" in err[0]
+
+
+def test_best_weights_survive_a_restart_and_ties_keep_the_earlier_round(tmp_path):
+    from server.export import BestKeeper
+
+    accs = iter([0.5, 0.7, 0.7, 0.6])
+    keeper = BestKeeper(lambda w: (1.0, next(accs)), tmp_path)
+    for rnd, acc in ((1, 0.5), (2, 0.7), (3, 0.7)):
+        keeper([np.full(2, rnd, np.float32)])
+        keeper.on_row({"round": rnd, "accuracy": acc})
+    again = BestKeeper(lambda w: (1.0, next(accs)), tmp_path)  # a resumed run
+    assert again.best[0] == 2 and again.best[1] == 0.7
+    np.testing.assert_array_equal(again.best[2][0], np.full(2, 2, np.float32))
+    again([np.zeros(2, np.float32)])
+    again.on_row({"round": 4, "accuracy": 0.6})
+    assert again.best[0] == 2
