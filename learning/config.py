@@ -38,6 +38,7 @@ from learning.config_schema import (
     StrategyConfig,
     TrainConfig,
 )
+from learning.plugins import is_keras_file
 
 __all__ = [
     "DRIFT_NAMES",
@@ -90,6 +91,8 @@ class ExperimentConfig:
         for key, value in flat_values(values).items():
             section, f = spec[key]
             value = coerce(key, f, value)
+            if key == "init-weights" or (key == "model" and is_keras_file(value)):
+                value = absolute_path(value)  # every process reads the same file
             if "registry" in f.metadata:
                 check_name(key, f.metadata["registry"], value)
             parts[section][f.name] = value
@@ -119,6 +122,12 @@ class ExperimentConfig:
         merged = self.to_flat()
         merged.update({k.replace("_", "-"): v for k, v in flat.items()})
         return ExperimentConfig.from_flat(merged)
+
+
+def absolute_path(value: str) -> str:
+    """A file path made absolute where the config is first built (the server or CLI), so
+    workers whose working directory differs read the same file; "" stays unset."""
+    return str(Path(value).expanduser().resolve()) if value else ""
 
 
 def build_config(

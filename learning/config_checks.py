@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 from learning.availability import read_availability_file
 from learning.config_schema import ASYNC_STRATEGIES, SUM_ONLY_STRATEGIES, Sections
@@ -20,7 +21,9 @@ from learning.devices import read_device_file
 from learning.errors import ConfigError
 from learning.models import MODELS
 from learning.partition import PARTITIONERS
+from learning.plugins import FORMS, is_keras_file, is_plugin, plugin_error, resolve
 from learning.secagg_plan import max_round_size, secagg_plan
+from learning.warm_start import weights_file
 
 _STRATEGY_NAMES: set[str] = set()
 
@@ -42,11 +45,28 @@ def check_name(key: str, kind: str, value: str) -> None:
 
     Strategy names are checked once the strategies package has registered them (every
     app and the CLI import it before building a config from user input)."""
+    if kind in FORMS and is_plugin(value):
+        check_plugin(key, value)
+        return
     names = registry_names(kind)
     if kind == "strategy" and not names:
         return
     if value not in names:
-        raise ConfigError(f"unknown {key} {value!r}; expected one of {names}")
+        more = f" or a plug-in {FORMS[kind]}" if kind in FORMS else ""
+        raise ConfigError(f"unknown {key} {value!r}; expected one of {names}{more}")
+
+
+def check_plugin(key: str, value: str) -> None:
+    """A plug-in value: a readable .keras file (model) or an importable, callable
+    module:attribute with the right arity. What it returns is judged when it is first
+    called (`preflight`, then the server's set-up), before any client trains."""
+    if key == "model" and is_keras_file(value):
+        if not Path(value).is_file():
+            raise plugin_error(key, value, "no such file")
+        return
+    if value.endswith(".keras"):
+        raise plugin_error(key, value, "a .keras file is accepted for model only")
+    resolve(key, value)
 
 
 def check_combinations(cfg: Sections) -> None:
@@ -64,11 +84,17 @@ def check_combinations(cfg: Sections) -> None:
         s.strategy, fed.clients_per_round, s.num_malicious, s.trim_beta, t.optimizer, t.momentum
     ):
         raise ConfigError(bad)
-    if cfg.data.dataset != "fashion-mnist" and not cfg.data.data_path:
+    if (
+        cfg.data.dataset != "fashion-mnist"
+        and not is_plugin(cfg.data.dataset)
+        and not cfg.data.data_path
+    ):
         raise ConfigError(
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
     _check_continual(cfg)
+    if cfg.train.init_weights:
+        weights_file(cfg.train.init_weights)  # shapes: when the model is built (preflight)
 
 
 def over_selected(cfg: Sections) -> int:

@@ -5,6 +5,7 @@ A key's type, range and fixed choices are written once, on its field, and checke
 arguments, so one rule holds everywhere. Names that come from a registry (dataset,
 partition, model, strategy) are marked `registry=...` and checked in config_checks.py,
 which may import the registries; this module imports none, so any module may import it.
+A registry-backed key also takes a plug-in by import path (learning/plugins.py).
 """
 
 from __future__ import annotations
@@ -44,13 +45,17 @@ def _k(default: Any, help: str, **rules: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = _k("fashion-mnist", "dataset name", registry="dataset")
+    dataset: str = _k(
+        "fashion-mnist", 'dataset name, or a loader "pkg.mod:load"', registry="dataset"
+    )
     data_path: str = _k("", "file or folder for idx/npz/cifar10/image-folder")
     image_size: int = _k(32, "side length image-folder images are resized to", min=4)
     color: str = _k("grey", "image-folder colour mode", choices=COLOR_NAMES)
     train_subset: int = _k(0, "use only this many training examples (0 = all)", min=0)
     test_subset: int = _k(0, "evaluate on this many test examples (0 = all)", min=0)
-    partition: str = _k("dirichlet", "how data is split over clients", registry="partition")
+    partition: str = _k(
+        "dirichlet", 'how data is split over clients, or "pkg.mod:split"', registry="partition"
+    )
     alpha: float = _k(0.5, "Dirichlet concentration (smaller = more skew)", gt=0.0)
     min_shard_size: int = _k(10, "Dirichlet/quantity minimum examples per client", min=0)
     shards_per_client: int = _k(2, "shards partition: label-sorted shards per client", min=1)
@@ -63,7 +68,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = _k("cnn", "model name", registry="model")
+    model: str = _k(
+        "cnn", 'model name, a builder "pkg.mod:build", or a .keras file', registry="model"
+    )
     local_epochs: int = _k(1, "local epochs per round", min=1)
     batch_size: int = _k(32, "local batch size", min=1)
     lr: float = _k(0.1, "client learning rate", gt=0.0)
@@ -72,6 +79,11 @@ class TrainConfig:
     momentum: float = _k(0.0, "SGD momentum (reset for every client update)", min=0.0, lt=1.0)
     weight_decay: float = _k(0.0, "L2 weight decay", min=0.0)
     max_local_steps: int = _k(0, "cap on local batches per round (0 = none)", min=0)
+    init_weights: str = _k(
+        "",
+        "warm start: initial weights from a .keras model, a weights .npz or a run "
+        "directory's checkpoint.npz (shape-checked; beats a .keras model's own weights)",
+    )
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,9 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    strategy: str = _k("fedavg", "aggregation strategy name", registry="strategy")
+    strategy: str = _k(
+        "fedavg", 'aggregation strategy name, or "pkg.mod:MyStrategy"', registry="strategy"
+    )
     proximal_mu: float = _k(0.01, "FedProx proximal term weight", min=0.0)
     server_lr: float = _k(1.0, "server learning rate (FedAvgM, FedOpt family, SCAFFOLD)", gt=0.0)
     server_momentum: float = _k(0.9, "FedAvgM server momentum", min=0.0, lt=1.0)
@@ -299,14 +313,15 @@ SECTIONS = {
 }
 
 
-# Keys added with the virtual clock (issue 15). At their defaults they are left out of
-# client messages and of the config digest (privacy/server_key.py), so a run that does
-# not use the clock sends the same messages and derives the same server key as before
-# the clock existed (the golden loop scenarios check this bit for bit).
+# Keys added with the virtual clock (issue 15), and warm start (issue 18). At their
+# defaults they are left out of client messages and of the config digest
+# (privacy/server_key.py), so a run that does not use them sends the same messages and
+# derives the same server key as before they existed (the golden loop scenarios check
+# this bit for bit).
 CLOCK_KEYS = frozenset(
     [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
-    + ["task-seconds"]
+    + ["task-seconds", "init-weights"]
 )
 
 

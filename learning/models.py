@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from learning.errors import ConfigError
+from learning.plugins import call, is_keras_file, is_plugin, plugin_error
 
 
 def _keras():  # imported lazily: the server's config checks must not pay for TensorFlow
@@ -102,13 +103,65 @@ MODELS: dict[str, Callable] = {
 }
 
 
+# The name an exported model's wrapper carries (learning/export.py): loading one back as
+# a model or warm start takes the inner model, which expects float images in [0, 1].
+EXPORT_NAME = "perennial_export"
+
+
 def check_model_name(name: str) -> None:
     """Fail early, before any TensorFlow import, on a model name we do not know."""
-    if name not in MODELS:
+    if name not in MODELS and not is_plugin(name):
         raise ConfigError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int):
-    """Build (not compile) the named model for images of `input_shape`."""
+    """Build (not compile) the named model, plug-in or saved Keras model for images of
+    `input_shape`; a plug-in's output is checked (shape, softmax) before it is used."""
     check_model_name(name)
-    return MODELS[name](tuple(input_shape), int(num_classes))
+    shape, k = tuple(int(s) for s in input_shape), int(num_classes)
+    if not is_plugin(name):
+        return MODELS[name](shape, k)
+    if is_keras_file(name):
+        model = load_keras_model(name, "model")
+    else:
+        model = call("model", name, shape, k)
+        if not isinstance(model, _keras().Model):
+            raise plugin_error("model", name, f"returned {type(model).__name__}, not a keras.Model")
+    check_softmax(model, shape, k, name)
+    return model
+
+
+def load_keras_model(path: str, key: str):
+    """A saved Keras model (an exported perennial model is unwrapped to its inner model)."""
+    keras = _keras()
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # not a Keras file, or custom layers it cannot rebuild
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{key} {path!r}: cannot load it as a Keras model ({first})") from None
+    if model.name == EXPORT_NAME:
+        model = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return model
+
+
+def check_softmax(model, input_shape: tuple[int, ...], num_classes: int, name: str) -> None:
+    """The trainer and LwF expect probabilities: probe a batch and refuse logits."""
+    import numpy as np
+
+    size = 4 * int(np.prod(input_shape))  # fixed pseudo-pixels in [0, 1], no random stream
+    probe = ((np.arange(size) * 7919 % 251) / 250.0).astype(np.float32).reshape(4, *input_shape)
+    try:
+        out = np.asarray(model(probe, training=False))
+    except Exception as exc:  # wrong input shape, mostly
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise plugin_error(
+            "model", name, f"fails on a batch of shape {probe.shape} ({first[:200]})"
+        ) from None
+    if out.shape != (4, num_classes):
+        raise plugin_error(
+            "model", name, f"outputs shape {out.shape[1:]} for {num_classes} classes"
+        )
+    if not np.all(np.isfinite(out)) or out.min() < 0 or np.abs(out.sum(1) - 1).max() > 1e-3:
+        raise plugin_error(
+            "model", name, "outputs are not probabilities (logits?); end it in a softmax"
+        )

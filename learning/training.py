@@ -326,9 +326,15 @@ def get_trainer(model_name: str, input_shape: tuple[int, ...], num_classes: int)
 
 
 def initial_weights(
-    model_name: str, input_shape: tuple[int, ...], num_classes: int, seed: int
+    model_name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    seed: int,
+    init_weights: str = "",
 ) -> list[np.ndarray]:
-    """Seeded initial global weights (Keras initialisers under a fixed seed)."""
+    """Seeded initial global weights (Keras initialisers under a fixed seed), a `.keras`
+    model's own weights, or, with `init_weights`, those stored there (warm start; it
+    takes precedence over a `.keras` model's weights)."""
     from learning.tf_import import import_tensorflow
 
     import_tensorflow()
@@ -338,6 +344,10 @@ def initial_weights(
     model = build_model(model_name, tuple(input_shape), num_classes)
     weights = [np.asarray(w) for w in model.get_weights()]
     del model
+    if init_weights:
+        from learning.warm_start import warm_weights
+
+        weights = warm_weights(init_weights, weights, model_name)
     return weights
 
 

@@ -41,9 +41,10 @@ _NOT_RESULTS = frozenset(
 
 
 # Keys no client reads: how the server packs clients into messages (a pooled message
-# names its clients in `partition-ids`). Not sent, so a client's config is the same
-# whether or not its round was pooled.
-SERVER_SIDE_KEYS = frozenset({"clients-per-message"})
+# names its clients in `partition-ids`), and the warm-start file (the server sends the
+# weights; a SuperNode need not hold the file). Not sent, so a client's config is the
+# same whether or not its round was pooled.
+SERVER_SIDE_KEYS = frozenset({"clients-per-message", "init-weights"})
 
 
 def _unused(flat: dict[str, Any]) -> set[str]:

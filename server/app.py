@@ -19,6 +19,7 @@ from privacy.release import guarded
 from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
 from server.evaluation import CentralEvaluator
+from server.export import BestKeeper, write_exports
 from server.loop import run_rounds
 from server.pipeline.async_scheduler import is_async
 from server.plots import plot_accuracy, plot_accuracy_matrix, plot_partition, plot_task_accuracy
@@ -83,10 +84,11 @@ def run_experiment(
     on_round: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Train, record every round into `run_dir`, write summary and plots.
+    """Train, record every round into `run_dir`, write summary, exported models
+    (model.keras, best.keras) and plots.
 
-    With `resume`, continue from `run_dir/checkpoint.npz`: metrics.jsonl is rewritten
-    from the checkpoint (dropping any row of a round that did not checkpoint).
+        With `resume`, continue from `run_dir/checkpoint.npz`: metrics.jsonl is rewritten
+        from the checkpoint (dropping any row of a round that did not checkpoint).
     """
     cfg = cfg.replace(out_dir=str(Path(run_dir).resolve()))  # clients keep state under it
     recorder = RunRecorder(run_dir)
@@ -99,12 +101,13 @@ def run_experiment(
     ds = dataset_for(cfg)
     if not guarded(cfg) or cfg.privacy.operator_diagnostics:  # per-client label counts
         plot_partition(partition_histograms(cfg), ds.class_names, run_dir / "partition.png")
-    evaluator = CentralEvaluator(cfg)
+    evaluator = BestKeeper(CentralEvaluator(cfg), run_dir)  # best.keras at the end
     task_eval = TaskEvaluator(cfg) if cfg.continual.scenario != "none" else None
     board = TensorBoardWriter(run_dir / "tensorboard")
 
     def record(row: dict[str, Any], histograms: dict[str, np.ndarray]) -> None:
         recorder.append_metrics(row)
+        evaluator.on_row(row)
         board.write_round(row, {f"updates/{k}": v for k, v in histograms.items()})
         if on_round is not None:
             on_round(row)
@@ -126,6 +129,7 @@ def run_experiment(
     if task_eval is not None:
         summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
         summary.update(task_eval.summary(result.rows))
+    write_exports(cfg, run_dir, result.weights, evaluator)  # before summary: "finished"
     recorder.write_summary(summary)
     plot_accuracy(
         result.rows, run_dir / "accuracy.png", cfg.strategy.strategy, virtual=has_clock(cfg)

@@ -147,6 +147,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from server.export import export_round
+
+    print(f"perennial: wrote {export_round(args.run_dir, args.round, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="perennial", description="Federated (continual) learning simulations.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -196,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", default="report.html", help="HTML file to write")
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="write a checkpointed round's model as .keras")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--round", type=int, help="round to export (default: the last)")
+    export.add_argument("--out", help="file to write (default RUN_DIR/model-roundN.keras)")
+    export.set_defaults(func=cmd_export)
     keys = sub.add_parser("keys", help="list config keys with defaults")
     keys.set_defaults(func=cmd_keys)
     from simulations.deployment.cli import add_deploy_parser

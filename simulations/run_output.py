@@ -9,14 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from learning.config import ExperimentConfig
+from learning.plugins import is_plugin
 
 
 def preflight(cfg: ExperimentConfig) -> None:
     """Catch every name and data problem before anything is written or started."""
     from learning.federated_data import dataset_for, partitions_for
 
-    dataset_for(cfg)
+    ds = dataset_for(cfg)
     partitions_for(cfg)
+    if is_plugin(cfg.strategy.strategy):  # built once here: a bad class is one line
+        from strategies.registry import build_strategy
+
+        build_strategy(cfg, cfg.federation.clients_per_round)
+    t = cfg.train
+    if is_plugin(t.model) or t.init_weights:  # softmax probe, warm-start shapes
+        from learning.training import initial_weights
+
+        initial_weights(t.model, ds.input_shape, ds.num_classes, 0, t.init_weights)
     if cfg.privacy.dp == "central":
         from privacy.accounting import check_central_dp, check_secagg_clipping
 

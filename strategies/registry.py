@@ -14,6 +14,7 @@ from flwr.serverapp import strategy as fl
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
+from learning.plugins import call, is_plugin, plugin_error, resolve
 from strategies.centered_clipping import CenteredClipping
 from strategies.feddyn import FedDyn
 from strategies.fednova import FedNova
@@ -129,11 +130,33 @@ def pooling_kind(strategy: str, dp: str = "none") -> str | None:
 
 
 def check_strategy_name(name: str) -> None:
-    if name not in STRATEGIES:
+    if name not in STRATEGIES and not is_plugin(name):
         raise ConfigError(f"unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}")
 
 
 def build_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
-    """The named strategy for a round of `num_slots` training messages."""
+    """The named strategy (or a user's, by import path) for `num_slots` training messages."""
     check_strategy_name(cfg.strategy.strategy)
+    if is_plugin(cfg.strategy.strategy):
+        return user_strategy(cfg, num_slots)
     return STRATEGIES[cfg.strategy.strategy](cfg, num_slots)
+
+
+def user_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
+    """A user's strategy: a Strategy subclass built with the arguments ours get (all slots
+    train, no federated evaluation), or a factory called with the experiment config.
+    perennial's loop runs it (seeded sampling, metrics, checkpoints of its array state)."""
+    value = cfg.strategy.strategy
+    obj = resolve("strategy", value)
+    if isinstance(obj, type):
+        if not issubclass(obj, fl.Strategy):
+            raise plugin_error("strategy", value, f"{obj.__name__} is not a Strategy subclass")
+        try:
+            return obj(**_common(num_slots))
+        except TypeError as exc:
+            why = f"{obj.__name__}(**FedAvg arguments) failed ({str(exc).splitlines()[0]})"
+            raise plugin_error("strategy", value, why) from None
+    built = call("strategy", value, cfg)
+    if not isinstance(built, fl.Strategy):
+        raise plugin_error("strategy", value, f"returned {type(built).__name__}, not a Strategy")
+    return built

@@ -23,7 +23,9 @@ from learning.datasets.idx_folder import (
 )
 from learning.datasets.image_folder import image_folder
 from learning.datasets.npz import npz
+from learning.datasets.plugin import plugin_dataset
 from learning.errors import ConfigError
+from learning.plugins import is_plugin
 from learning.streams import Tag, generator
 
 __all__ = [
@@ -46,15 +48,19 @@ DATASETS: dict[str, Loader] = {
     "npz": npz,
 }
 
-_CACHE: dict[tuple[str, str, int, str], Dataset] = {}
+_CACHE: dict[tuple, Dataset] = {}
 
 
 def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "grey") -> Dataset:
-    """Load (once per process) a dataset by registry name.
+    """Load (once per process) a dataset by registry name or plug-in ("pkg.mod:load").
 
     ``image_size`` and ``color`` only affect ``image-folder``; the other formats have a fixed
     shape, so they are left out of the cache key to avoid holding duplicate copies.
     """
+    if is_plugin(name):
+        if ("plugin", name) not in _CACHE:
+            _CACHE[("plugin", name)] = plugin_dataset(name)
+        return _CACHE[("plugin", name)]
     loader = DATASETS.get(name)
     if loader is None:
         raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")

@@ -51,7 +51,8 @@ class Stages:
 def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Path | None) -> Stages:
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
-    weights = initial_weights(cfg.train.model, ds_shape, num_classes, fed.seed)
+    t = cfg.train
+    weights = initial_weights(t.model, ds_shape, num_classes, fed.seed, t.init_weights)
     # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
     # and each trains on its own data (server/deployment.py).
     dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
