@@ -14,7 +14,8 @@ import numpy as np
 
 from learning.config_keys import check_value
 from learning.errors import ConfigError, DataError
-from learning.plugins import call, is_plugin, plugin_error
+from learning.partition_plugin import plugin_scheme
+from learning.plugins import is_plugin
 from learning.sampled_partition import SampledShards
 from learning.streams import Tag, generator
 
@@ -278,7 +279,7 @@ def partition(
     """
     scheme = PARTITIONERS.get(name)
     if scheme is None and is_plugin(name):
-        scheme = _plugin_scheme(name)
+        scheme = plugin_scheme(name)
     if scheme is None:
         raise ConfigError(f"unknown partition {name!r}; expected one of {sorted(PARTITIONERS)}")
     y = _check_labels(labels)
@@ -296,40 +297,6 @@ def partition(
     k = check_value("num-clients", num_clients)
     rng = generator(options["seed"], Tag.PARTITION)
     return scheme(y, k, rng, **options)
-
-
-def _plugin_scheme(value: str) -> Partitioner:
-    """A user partitioner ("pkg.mod:split") called as (labels, num_clients, rng), its
-    answer checked: one index array per client, integers in range, no index twice."""
-
-    def scheme(y: np.ndarray, k: int, rng: np.random.Generator, **_: object) -> list:
-        parts = call("partition", value, y.copy(), k, rng)
-        if not isinstance(parts, (list, tuple)) or len(parts) != k:
-            got = len(parts) if isinstance(parts, (list, tuple)) else type(parts).__name__
-            raise plugin_error("partition", value, f"returned {got} parts for {k} clients")
-        out, seen = [], np.zeros(len(y), dtype=bool)
-        for i, p in enumerate(parts):
-            a = np.asarray(p)
-            if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-                raise plugin_error(
-                    "partition",
-                    value,
-                    f"part {i} is not a 1-D integer array ({a.dtype} {a.shape})",
-                )
-            a = a.astype(np.int64)
-            if a.size and (a.min() < 0 or a.max() >= len(y)):
-                raise plugin_error(
-                    "partition", value, f"part {i} holds an index outside [0, {len(y)})"
-                )
-            if len(np.unique(a)) != len(a) or seen[a].any():
-                raise plugin_error(
-                    "partition", value, f"part {i} repeats an index: parts must be disjoint"
-                )
-            seen[a] = True
-            out.append(np.sort(a))
-        return out
-
-    return scheme
 
 
 def label_histograms(labels: np.ndarray, parts: list[np.ndarray], num_classes: int) -> np.ndarray:
