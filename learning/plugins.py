@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from learning.errors import ConfigError
+from learning.plugin_objects import display, is_pickled, unpack
 
 # The form each plug-in key expects, quoted in every error about it.
 FORMS = {
@@ -41,16 +42,23 @@ def is_plugin(value: str) -> bool:
 
 def is_keras_file(value: str) -> bool:
     """A model given as a saved Keras file rather than a builder function."""
-    return value.endswith(".keras") and ":" not in value
+    return value.endswith(".keras") and ":" not in value and not is_pickled(value)
 
 
 def plugin_error(key: str, value: str, why: str) -> ConfigError:
     """The one-line error every plug-in problem becomes."""
-    return ConfigError(f"{key} {value!r}: {why}; expected {FORMS[key]}")
+    return ConfigError(f"{key} {display(value)!r}: {why}; expected {FORMS[key]}")
 
 
 def resolve(key: str, value: str) -> Callable[..., Any]:
-    """Import "module:attribute" and check it can be called with the key's arguments."""
+    """Import "module:attribute" (or load an object passed from the Python API) and check
+    it can be called with the key's arguments."""
+    if is_pickled(value):
+        if key == "model":
+            from learning.tf_import import import_tensorflow
+
+            import_tensorflow()  # the object's globals may import Keras: quietly
+        return _check_callable(key, value, unpack(key, value), display(value))
     module_name, _, attr = value.partition(":")
     if not module_name or not attr or ":" in attr:
         raise plugin_error(key, value, "not of the form module:attribute")
@@ -72,6 +80,10 @@ def resolve(key: str, value: str) -> Callable[..., Any]:
         if not hasattr(obj, part):
             raise plugin_error(key, value, f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    return _check_callable(key, value, obj, attr)
+
+
+def _check_callable(key: str, value: str, obj: Any, attr: str) -> Callable[..., Any]:
     if not callable(obj):
         raise plugin_error(key, value, f"{attr!r} is not callable")
     if inspect.isclass(obj) and key == "strategy":

@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
+from learning.plugin_objects import display
 from privacy.release import guarded
 from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
@@ -42,8 +43,8 @@ def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentCo
         "best_round": best["round"] if best else None,
         "rounds_completed": len(rows),
         "wall_seconds": round(wall_seconds, 2),
-        "strategy": cfg.strategy.strategy,
-        "dataset": cfg.data.dataset,
+        "strategy": display(cfg.strategy.strategy),  # a pickled plug-in: its name only
+        "dataset": display(cfg.data.dataset),
         "num_clients": cfg.federation.num_clients,
         "clients_per_round": cfg.federation.clients_per_round,
         "seed": cfg.federation.seed,
@@ -132,7 +133,10 @@ def run_experiment(
     write_exports(cfg, run_dir, result.weights, evaluator)  # before summary: "finished"
     recorder.write_summary(summary)
     plot_accuracy(
-        result.rows, run_dir / "accuracy.png", cfg.strategy.strategy, virtual=has_clock(cfg)
+        result.rows,
+        run_dir / "accuracy.png",
+        display(cfg.strategy.strategy),
+        virtual=has_clock(cfg),
     )
     if task_eval is not None:
         title = f"{cfg.continual.scenario}, {cfg.continual.cl_method}"

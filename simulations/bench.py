@@ -67,10 +67,11 @@ class Grid:
     baseline: str | None = None  # a variant the others are compared with, seed by seed
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Parse and validate a grid file; every cell's config is checked before any runs."""
-    p = Path(path)
-    data = read_toml(p, "grid file")
+def load_grid(path: str | Path | dict[str, Any]) -> Grid:
+    """Parse and validate a grid file (or its tables as a dict, from the Python API);
+    every cell's config is checked before any runs."""
+    p = "the grid dict" if isinstance(path, dict) else Path(path)
+    data = path if isinstance(path, dict) else read_toml(p, "grid file")
     unknown = set(data) - {"base", "axes", "variant", "bench"}
     if unknown:
         raise ConfigError(

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import learning  # noqa: F401  (privacy defaults: telemetry off)
-from learning.config import ExperimentConfig, build_config, key_spec
+from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError, PerennialError
-from simulations.run_output import preflight, print_summary, write_run_report
+from simulations.run_output import print_summary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,56 +23,22 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _default_out(cfg: ExperimentConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{stamp}-{cfg.strategy.strategy}"
-    out, n = base, 1
-    while out.exists():
-        n += 1
-        out = Path(f"{base}-{n}")
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from server.run_dir import RunRecorder, prepare_run_dir
-    from simulations.memory import PeakMemory
-    from simulations.progress import RoundProgress
-    from simulations.runtime import simulate
+    from learning.config import parse_override
+    from simulations.api import run
 
-    if args.resume:
-        out = Path(args.resume)
-        if args.config or args.set or args.out:
-            raise ConfigError("--resume takes the run's own config; drop CONFIG/--set/--out")
-        if not (out / "config.toml").is_file():
-            raise ConfigError(f"{str(out)!r} is not a run directory (no config.toml)")
-        cfg = build_config(out / "config.toml")
-        if (out / "summary.json").is_file():
-            print(f"perennial: {out} already finished; nothing to resume")
-            return 0
-        from server.checkpoint import load_checkpoint
-
-        done = load_checkpoint(out).round
-        preflight(cfg)
-        print(f"perennial: resuming {out} after round {done}", flush=True)
-    else:
-        cfg = build_config(args.config, args.set)
-        preflight(cfg)
-        out = prepare_run_dir(args.out or _default_out(cfg))
-        print(f"perennial: run directory {out}", flush=True)
-    progress = RoundProgress(cfg.federation.rounds, quiet=args.quiet)
-    with progress, PeakMemory() as mem:
-        summary = simulate(
-            cfg,
-            out,
-            on_round=progress,
-            ray_address=args.ray_address,
-            verbose=args.verbose,
-            resume=bool(args.resume),
-        )
-    summary["peak_rss_mb"] = round(mem.peak_mb, 1)  # this process and its children (Ray)
-    RunRecorder(out).write_summary(summary)
-    write_run_report([out], out / "report.html")
-    print_summary(summary, out)
+    overrides = dict(parse_override(text) for text in args.set)
+    result = run(
+        args.config,
+        overrides,
+        out=args.out,
+        resume=args.resume,
+        ray_address=args.ray_address,
+        quiet=args.quiet,
+        verbose=args.verbose,
+        announce=lambda text: print(text, flush=True),
+    )
+    print_summary(result.summary, result.run_dir)
     return 0
 
 
@@ -103,31 +68,17 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid
-    from simulations.bench_tables import write_tables
+    from simulations.api import bench
 
-    grid = load_grid(args.grid)
-    out = Path(args.out or Path("bench-out") / Path(args.grid).stem)
-    preflight(ExperimentConfig.from_flat(grid.cells[0].values))
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"perennial: bench directory {out} ({len(grid.cells)} cells)", flush=True)
-    run_grid(grid, out, ray_address=args.ray_address, quiet=args.quiet)
-    table = summarise_grid(grid, out)
-    write_tables(table, out, grid.target_accuracy)
-    if grid.baseline is not None:  # paired differences per seed (simulations/paired.py)
-        from simulations.paired import paired_table, write_paired
-
-        section = write_paired(paired_table(grid.cells, out, grid.baseline), out)
-        results = out / "results.md"
-        results.write_text(results.read_text() + "\n" + section)
-    plot_grid(grid, out)
-    if any(r.get("epsilon") is not None for r in table):
-        from server.plots.privacy_tradeoff import plot_privacy
-
-        plot_privacy(table, out / "privacy.png")
-    write_run_report(sorted((out / "cells").iterdir()), out / "report.html")
-    print((out / "results.md").read_text())
-    print(f"results: {out}/results.md, results.csv, accuracy.png, report.html")
+    result = bench(
+        args.grid,
+        out=args.out,
+        ray_address=args.ray_address,
+        quiet=args.quiet,
+        announce=lambda text: print(text, flush=True),
+    )
+    print(result.results_md)
+    print(f"results: {result.out}/results.md, results.csv, accuracy.png, report.html")
     return 0
 
 

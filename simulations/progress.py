@@ -18,7 +18,7 @@ class RoundProgress:
         self._task = None
 
     def __enter__(self) -> RoundProgress:
-        if not self.quiet and sys.stdout.isatty():
+        if not self.quiet and (sys.stdout.isatty() or _in_notebook()):
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -61,3 +61,8 @@ class RoundProgress:
                 f"elapsed {elapsed:6.1f}s  ETA {eta:6.1f}s",
                 flush=True,
             )
+
+
+def _in_notebook() -> bool:
+    """A Jupyter kernel: rich draws the same live bar there as on a terminal."""
+    return "ipykernel" in sys.modules and type(sys.stdout).__module__.startswith("ipykernel")

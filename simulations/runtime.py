@@ -19,6 +19,7 @@ from typing import Any
 
 from learning.config import ExperimentConfig
 from learning.errors import PerennialError
+from learning.plugin_objects import TRUST_ENV
 from learning.training import cpu_count
 
 
@@ -157,6 +158,7 @@ def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any], size_threads: bo
         # MALLOC_ARENA_MAX: glibc gives every thread its own arena by default, and
         # TensorFlow's many threads then hold freed message buffers; two arenas bound it.
         env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "MALLOC_ARENA_MAX": "2"}
+        env[TRUST_ENV] = "1"  # the driver's own workers load its by-value plug-ins
         if size_threads:
             threads = max(1, int(cfg.runtime.cpus_per_client))
             env["TF_NUM_INTRAOP_THREADS"] = str(threads)

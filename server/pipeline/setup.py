@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from clients.attacks import COLLUDING
 from learning.config import ExperimentConfig, FederationConfig
 from learning.config_checks import over_selected
+from learning.plugin_objects import display
 from learning.scenarios import on_clock
 from learning.training import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
@@ -108,7 +109,7 @@ def pooling_for(cfg: ExperimentConfig) -> str | None:
     elif cfg.attack.attack in COLLUDING:
         why = f"the colluding attack {cfg.attack.attack!r}"
     elif kind is None:
-        why = f"strategy {cfg.strategy.strategy!r} needs individual updates"
+        why = f"strategy {display(cfg.strategy.strategy)!r} needs individual updates"
     elif cfg.devices.round_policy != "sync" or cfg.devices.availability != "always":
         # late and offline clients are dropped one by one after the round: a sum cannot be
         why = "the deadline policy or intermittent availability drops clients one by one"

@@ -1,0 +1,162 @@
+"""The Python API: a script whose plug-ins are defined in `__main__` (as in a notebook, so
+they can only reach the Ray workers by value) runs a simulation and a bench; plus the
+config forms and refusals it accepts, without Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from helpers import ROOT
+
+import strategies  # noqa: F401  (registers the strategy names, as every app does)
+from learning.config import ExperimentConfig, build_config
+from learning.errors import ConfigError
+from learning.plugin_objects import TRUST_ENV, display, pack
+
+SCRIPT = """
+    import json
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from flwr.app import ArrayRecord, MetricRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from simulations import api
+
+    OUT, RAY = Path(sys.argv[1]), sys.argv[2]
+    MARKS = OUT / "marks"
+
+
+    def load():
+        def split(n, offset):
+            y = (np.arange(n) + offset) % 3
+            x = np.full((n, 8, 8), 20, dtype=np.uint8)
+            for i, c in enumerate(y):
+                x[i, 2 * c : 2 * c + 3, :] = 200 + (i % 50)
+            return x, y.astype(np.int64)
+
+        return (*split(240, 0), *split(60, 1))
+
+
+    def build(input_shape, num_classes):
+        import keras
+
+        return keras.Sequential([
+            keras.Input(shape=input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(num_classes, activation="softmax", name="notebook_head"),
+        ])
+
+
+    def split(labels, num_clients, rng):
+        order = rng.permutation(len(labels))
+        return [np.sort(order[i::num_clients]) for i in range(num_clients)]
+
+
+    class MeanPlus(FedAvg):
+        def aggregate_train(self, server_round, replies):
+            got = [m.content["arrays"].to_numpy_ndarrays() for m in replies if m.has_content()]
+            MARKS.mkdir(exist_ok=True)
+            step = len(list(MARKS.iterdir()))
+            (MARKS / f"{step}-round{server_round}-{len(got)}").touch()
+            mean = [np.mean(np.stack(layer), axis=0) + np.float32(0.001) for layer in zip(*got)]
+            return ArrayRecord([a.astype(np.float32) for a in mean]), MetricRecord({})
+
+
+    small = {"federation": {"num-clients": 4, "clients-per-round": 2}, "lr": 0.5}
+    run = api.run({**small, "rounds": 2}, out=OUT / "run", ray_address=RAY, quiet=True, announce=None,
+                  model=build, dataset=load, partition=split, strategy=MeanPlus)
+    again = api.run(resume=OUT / "run", ray_address=RAY, quiet=True, announce=None)
+    grid = {
+        "base": {**small, "rounds": 1, "model": build, "dataset": load},
+        "variant": [{"strategy": "fedavg"}, {"strategy": MeanPlus}],
+    }
+    table = api.bench(grid, out=OUT / "bench", ray_address=RAY, quiet=True, announce=None)
+    (OUT / "result.json").write_text(json.dumps({
+        "rows": len(run.rows),
+        "accuracies": run.accuracies,
+        "summary": run.summary,
+        "resumed_same": again.summary["final_accuracy"] == run.summary["final_accuracy"],
+        "variants": sorted(r["variant"] for r in table.table),
+        "results_md": table.results_md,
+    }))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.tf
+def test_the_api_runs_notebook_plugins_and_a_bench(ray_address, tmp_path):
+    script = tmp_path / "notebook.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), ray_address],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp_path / "result.json").read_text())
+    assert got["rows"] == 2 and got["accuracies"][-1] == got["summary"]["final_accuracy"]
+    assert got["summary"]["strategy"] == "<MeanPlus object>" and got["resumed_same"]
+    # the notebook's strategy made every server step of the run, then the bench cell's
+    marks = sorted(p.name for p in (tmp_path / "marks").iterdir())
+    assert marks == ["0-round1-2", "1-round2-2", "2-round1-2"]
+    import keras  # the notebook's model builder made the exported model
+
+    def names(layer):  # the export wraps the user's model in its preprocessing
+        return [layer.name] + [n for inner in getattr(layer, "layers", []) for n in names(inner)]
+
+    assert "notebook_head" in names(keras.models.load_model(tmp_path / "run" / "model.keras"))
+    assert got["variants"] == ["MeanPlus", "fedavg"] and "MeanPlus" in got["results_md"]
+    assert (tmp_path / "bench" / "cells" / "MeanPlus" / "summary.json").is_file()
+
+
+def test_a_dict_config_takes_flat_dotted_and_section_keys(monkeypatch):
+    from simulations.api import experiment_values
+
+    values = experiment_values(
+        {"federation": {"rounds": 3}, "train.lr": 0.2, "seed": 4}, {"clients-per-round": 5}
+    )
+    cfg = ExperimentConfig.from_flat(values)
+    assert (cfg.federation.rounds, cfg.train.lr, cfg.federation.seed) == (3, 0.2, 4)
+    assert cfg.federation.clients_per_round == 5
+    with pytest.raises(ConfigError, match="did you mean"):
+        experiment_values({"rouns": 3})
+    with pytest.raises(ConfigError, match="only .* take Python objects"):
+        experiment_values({"rounds": [3]})
+
+
+def _build(input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten()])
+
+
+def test_an_object_plugin_survives_config_toml_and_only_loads_where_trusted(
+    tmp_path, monkeypatch
+):
+    from learning.config_files import to_toml
+
+    monkeypatch.setenv(TRUST_ENV, "1")
+    value = pack(_build)
+    assert display(value) == "<_build object>"
+    cfg = ExperimentConfig.from_flat({"model": value})
+    (tmp_path / "config.toml").write_text(to_toml(cfg.to_flat()))
+    assert build_config(tmp_path / "config.toml").train.model == value  # --resume reads it
+    monkeypatch.delenv(TRUST_ENV)  # a SuperNode: never unpickles what the server sends
+    from learning import plugin_objects
+
+    monkeypatch.setattr(plugin_objects, "_LOADED", {})
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_flat({"model": value})
+    assert "import path" in str(info.value) and "\n" not in str(info.value)
+    assert len(str(info.value)) < 300  # the payload is never printed
