@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from byo_package import SOURCE
 from helpers import ROOT
 
 import strategies  # noqa: F401  (registers the strategy names, as every app does)
@@ -33,17 +34,6 @@ SCRIPT = """
     MARKS = OUT / "marks"
 
 
-    def load():
-        def split(n, offset):
-            y = (np.arange(n) + offset) % 3
-            x = np.full((n, 8, 8), 20, dtype=np.uint8)
-            for i, c in enumerate(y):
-                x[i, 2 * c : 2 * c + 3, :] = 200 + (i % 50)
-            return x, y.astype(np.int64)
-
-        return (*split(240, 0), *split(60, 1))
-
-
     def build(input_shape, num_classes):
         import keras
 
@@ -52,11 +42,6 @@ SCRIPT = """
             keras.layers.Flatten(),
             keras.layers.Dense(num_classes, activation="softmax", name="notebook_head"),
         ])
-
-
-    def split(labels, num_clients, rng):
-        order = rng.permutation(len(labels))
-        return [np.sort(order[i::num_clients]) for i in range(num_clients)]
 
 
     class MeanPlus(FedAvg):
@@ -70,14 +55,15 @@ SCRIPT = """
 
 
     small = {"federation": {"num-clients": 4, "clients-per-round": 2}, "lr": 0.5}
-    run = api.run({**small, "rounds": 2}, out=OUT / "run", ray_address=RAY, quiet=True, announce=None,
+    quiet = {"ray_address": RAY, "quiet": True, "announce": None}
+    run = api.run({**small, "rounds": 2}, out=OUT / "run", **quiet,
                   model=build, dataset=load, partition=split, strategy=MeanPlus)
-    again = api.run(resume=OUT / "run", ray_address=RAY, quiet=True, announce=None)
+    again = api.run(resume=OUT / "run", **quiet)
     grid = {
         "base": {**small, "rounds": 1, "model": build, "dataset": load},
         "variant": [{"strategy": "fedavg"}, {"strategy": MeanPlus}],
     }
-    table = api.bench(grid, out=OUT / "bench", ray_address=RAY, quiet=True, announce=None)
+    table = api.bench(grid, out=OUT / "bench", **quiet)
     (OUT / "result.json").write_text(json.dumps({
         "rows": len(run.rows),
         "accuracies": run.accuracies,
@@ -94,7 +80,12 @@ SCRIPT = """
 @pytest.mark.tf
 def test_the_api_runs_notebook_plugins_and_a_bench(ray_address, tmp_path):
     script = tmp_path / "notebook.py"
-    script.write_text(textwrap.dedent(SCRIPT))
+    # the byo package's loader and splitter, pasted into __main__ as a notebook cell would be
+    cells = [textwrap.dedent(SCRIPT)] + [
+        textwrap.dedent(SOURCE[f]) for f in ("data.py", "split.py")
+    ]
+    head, _, rest = cells[0].partition("\nsmall = ")
+    script.write_text("\n".join([head, *cells[1:], "small = " + rest]))
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path), ray_address],
         cwd=ROOT,
@@ -141,9 +132,7 @@ def _build(input_shape, num_classes):
     return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten()])
 
 
-def test_an_object_plugin_survives_config_toml_and_only_loads_where_trusted(
-    tmp_path, monkeypatch
-):
+def test_an_object_plugin_survives_config_toml_and_only_loads_where_trusted(tmp_path, monkeypatch):
     from learning.config_files import to_toml
 
     monkeypatch.setenv(TRUST_ENV, "1")
