@@ -18,6 +18,7 @@ from typing import Any
 from learning.config_checks import (
     check_combinations,
     check_name,
+    implied_values,
     register_strategy_names,
     registry_names,
     rounds_per_task,
@@ -85,10 +86,11 @@ class ExperimentConfig:
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:
         """Build and validate from kebab-case keys, flat or `section.key`; unknown keys,
-        keys in the wrong section and keys given twice are errors."""
+        keys in the wrong section and keys given twice are errors. Keys a dataset implies
+        when left out (client-folders: its partition and client count) are filled in."""
         spec = key_spec()
         parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-        for key, value in flat_values(values).items():
+        for key, value in implied_values(flat_values(values)).items():
             section, f = spec[key]
             value = coerce(key, f, value)
             if key == "init-weights" or (key == "model" and is_keras_file(value)):

@@ -12,10 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from learning.availability import read_availability_file
-from learning.config_schema import ASYNC_STRATEGIES, SUM_ONLY_STRATEGIES, Sections
+from learning.config_schema import (
+    ASYNC_STRATEGIES,
+    SUM_ONLY_STRATEGIES,
+    FederationConfig,
+    Sections,
+)
 from learning.datasets import DATASETS
+from learning.datasets.client_folders import client_folder_count
 from learning.defence_bounds import strategy_error
 from learning.devices import read_device_file
 from learning.errors import ConfigError
@@ -69,8 +76,52 @@ def check_plugin(key: str, value: str) -> None:
     resolve(key, value)
 
 
+NATURAL = "client-folders"  # the dataset that brings its own split (partition "natural")
+
+
+def implied_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The user's keys plus what `dataset = "client-folders"` implies where they are left
+    out: partition "natural", num-clients = the number of client folders, and
+    clients-per-round at most that. Given keys are kept (and judged by `check_natural`)."""
+    if values.get("dataset") != NATURAL:
+        return values
+    out = {"partition": "natural", **values}
+    path = out.get("data-path")
+    if "num-clients" not in out and isinstance(path, str) and path:
+        out["num-clients"] = client_folder_count(path)
+    n = out.get("num-clients")
+    if "clients-per-round" not in out and type(n) is int:
+        out["clients-per-round"] = min(FederationConfig.clients_per_round, n)
+    return out
+
+
+def check_natural(cfg: Sections) -> None:
+    """client-folders is split by its folders: the partition is `natural` and num-clients
+    is the folder count; `natural` needs a dataset that names each example's client."""
+    d, n = cfg.data, cfg.federation.num_clients
+    if d.partition == "natural" and d.dataset != NATURAL:
+        raise ConfigError(
+            f'partition "natural" is the split a dataset brings with it; dataset '
+            f'{d.dataset!r} has none: set dataset = "{NATURAL}" or pick another partition'
+        )
+    if d.dataset != NATURAL or not d.data_path:
+        return  # a missing data-path is reported by check_combinations
+    if d.partition != "natural":
+        raise ConfigError(
+            f'dataset "{NATURAL}" is already split (client k = the k-th client folder); '
+            f'remove partition = "{d.partition}" or set partition = "natural"'
+        )
+    folders = client_folder_count(d.data_path)
+    if n != folders:
+        raise ConfigError(
+            f"num-clients ({n}) must equal the {folders} client folders in {d.data_path} "
+            f"(one client per folder); remove num-clients or set num-clients={folders}"
+        )
+
+
 def check_combinations(cfg: Sections) -> None:
     """Refuse combinations of keys that would not run, or not mean what they say."""
+    check_natural(cfg)
     fed = cfg.federation
     if fed.clients_per_round > fed.num_clients:
         raise ConfigError(

@@ -46,15 +46,19 @@ def _k(default: Any, help: str, **rules: Any) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _k(
-        "fashion-mnist", 'dataset name, or a loader "pkg.mod:load"', registry="dataset"
+        "fashion-mnist",
+        'fashion-mnist idx npz cifar10 image-folder client-folders, or "pkg.mod:load"',
+        registry="dataset",
     )
-    data_path: str = _k("", "file or folder for idx/npz/cifar10/image-folder")
-    image_size: int = _k(32, "side length image-folder images are resized to", min=4)
-    color: str = _k("grey", "image-folder colour mode", choices=COLOR_NAMES)
+    data_path: str = _k("", "file or folder of the dataset (client-folders: DATA/<client>/)")
+    image_size: int = _k(32, "side image-folder/client-folders images are resized to", min=4)
+    color: str = _k("grey", "image-folder/client-folders colour mode", choices=COLOR_NAMES)
     train_subset: int = _k(0, "use only this many training examples (0 = all)", min=0)
     test_subset: int = _k(0, "evaluate on this many test examples (0 = all)", min=0)
     partition: str = _k(
-        "dirichlet", 'how data is split over clients, or "pkg.mod:split"', registry="partition"
+        "dirichlet",
+        'how data is split, or "pkg.mod:split"; client-folders: "natural"',
+        registry="partition",
     )
     alpha: float = _k(0.5, "Dirichlet concentration (smaller = more skew)", gt=0.0)
     min_shard_size: int = _k(10, "Dirichlet/quantity minimum examples per client", min=0)
@@ -89,7 +93,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class FederationConfig:
     rounds: int = _k(60, "federated rounds", min=1)
-    num_clients: int = _k(100, "registered clients (data partitions)", min=1)
+    num_clients: int = _k(100, "registered clients (client-folders: the folder count)", min=1)
     clients_per_round: int = _k(10, "clients sampled each round", min=1)
     seed: int = _k(
         0,

@@ -39,7 +39,7 @@ def dataset_for(cfg: ExperimentConfig) -> Dataset:
 @lru_cache(maxsize=4)
 def _partitions(data: DataConfig, num_clients: int, seed: int) -> tuple[np.ndarray, ...]:
     ds = _dataset(data, seed)
-    parts = partition_as_configured(data, ds.y_train, num_clients, seed)
+    parts = partition_as_configured(data, ds.y_train, num_clients, seed, ds.owners)
     return tuple(parts)
 
 
@@ -76,7 +76,7 @@ def _task_cfg(cfg: ExperimentConfig) -> ExperimentConfig:
 @lru_cache(maxsize=16)
 def _task_partitions(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, ...]:
     ds = dataset_for(cfg)
-    return tuple(task_partition(cfg, ds.y_train, task, ds.num_classes))
+    return tuple(task_partition(cfg, ds.y_train, task, ds.num_classes, ds.owners))
 
 
 @lru_cache(maxsize=256)

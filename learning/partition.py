@@ -1,4 +1,5 @@
-"""Split example indices among simulated clients (IID and the usual non-IID schemes).
+"""Split example indices among simulated clients (IID and the usual non-IID schemes, and
+`natural`: the split a dataset brings with it, one client per client folder).
 
 Every scheme assigns a client id to each example and then groups once, so the cost stays
 O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into ``labels``.
@@ -14,6 +15,8 @@ import numpy as np
 
 from learning.config_keys import check_value
 from learning.errors import ConfigError, DataError
+from learning.natural_partition import group as _group
+from learning.natural_partition import natural
 from learning.partition_plugin import plugin_scheme
 from learning.plugins import is_plugin
 from learning.sampled_partition import SampledShards
@@ -28,16 +31,6 @@ Partitioner = Callable[..., list[np.ndarray]]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _group(owner: np.ndarray, num_clients: int) -> list[np.ndarray]:
-    """Turn a per-example client id (-1 = nobody) into one sorted index array per client."""
-    assigned = np.flatnonzero(owner >= 0)
-    owners = owner[assigned]
-    grouped = assigned[np.argsort(owners, kind="stable")].astype(np.int64, copy=False)
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(owners, minlength=num_clients))))
-    b = bounds.tolist()
-    return [grouped[b[i] : b[i + 1]] for i in range(num_clients)]
 
 
 def _even_sizes(total: int, parts: int) -> np.ndarray:
@@ -232,6 +225,7 @@ PARTITIONERS: dict[str, Partitioner] = {
     "classes": classes,
     "dirichlet": dirichlet,
     "iid": iid,
+    "natural": natural,
     "quantity": quantity,
     "sampled": sampled,
     "shards": shards,
@@ -271,11 +265,13 @@ def partition(
     classes_per_client: int = 2,
     quantity_sigma: float = 1.0,
     examples_per_client: int = 20,
+    owners: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Split ``range(len(labels))`` into ``num_clients`` disjoint, sorted int64 index arrays.
 
     Deterministic for a given seed. All parameters are validated whatever the scheme, so a
-    bad value in a config is reported even when the chosen scheme ignores it.
+    bad value in a config is reported even when the chosen scheme ignores it. ``owners``
+    (each example's client, from a dataset split by client) is what `natural` groups by.
     """
     scheme = PARTITIONERS.get(name)
     if scheme is None and is_plugin(name):
@@ -296,7 +292,8 @@ def partition(
     }
     k = check_value("num-clients", num_clients)
     rng = generator(options["seed"], Tag.PARTITION)
-    return scheme(y, k, rng, **options)
+    who = None if owners is None else _check_labels(owners)
+    return scheme(y, k, rng, owners=who, **options)
 
 
 def label_histograms(labels: np.ndarray, parts: list[np.ndarray], num_classes: int) -> np.ndarray:
@@ -317,9 +314,14 @@ def label_histograms(labels: np.ndarray, parts: list[np.ndarray], num_classes: i
 
 
 def partition_as_configured(
-    data: DataConfig, labels: np.ndarray, num_clients: int, seed: int
+    data: DataConfig,
+    labels: np.ndarray,
+    num_clients: int,
+    seed: int,
+    owners: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """`partition` with the partitioner and its parameters taken from the data config."""
+    """`partition` with the partitioner and its parameters taken from the data config;
+    `owners` is the dataset's own split (`Dataset.owners`), if it has one."""
     return partition(
         data.partition,
         labels,
@@ -331,4 +333,5 @@ def partition_as_configured(
         classes_per_client=data.classes_per_client,
         quantity_sigma=data.quantity_sigma,
         examples_per_client=data.examples_per_client,
+        owners=owners,
     )

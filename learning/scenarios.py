@@ -151,11 +151,17 @@ def task_test_examples(
 
 
 def task_partition(
-    cfg: ExperimentConfig, labels: np.ndarray, task: int, num_classes: int
+    cfg: ExperimentConfig,
+    labels: np.ndarray,
+    task: int,
+    num_classes: int,
+    owners: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Indices into `labels` of each client's share of `task` (the configured partitioner)."""
+    """Indices into `labels` of each client's share of `task` (the configured partitioner;
+    under `natural`, each client's own examples of the task, `owners` naming the client)."""
     d = cfg.data
     idx = task_examples(cfg, labels, task, num_classes)
     seed = cfg.federation.seed * TASK_SEED + task + 1
-    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed)
+    who = None if owners is None else owners[idx]
+    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed, who)
     return [idx[p] for p in parts]

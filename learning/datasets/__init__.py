@@ -1,7 +1,8 @@
 """Image-classification datasets by name: one module per format, one cache per process.
 
 Formats: idx_folder.py (IDX folders and the vendored Fashion-MNIST), npz.py,
-cifar10.py, image_folder.py; common.py holds the `Dataset` form and the checks every
+cifar10.py, image_folder.py, client_folders.py (one folder per client, already
+partitioned); common.py holds the `Dataset` form and the checks every
 split passes. The vendored data stays in learning/data/ (package data).
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from learning.config_keys import check_value
 from learning.datasets.cifar10 import CIFAR10_CLASSES, cifar10
+from learning.datasets.client_folders import client_folders
 from learning.datasets.common import Dataset
 from learning.datasets.idx_folder import (
     FASHION_MNIST_CLASSES,
@@ -42,11 +44,14 @@ Loader = Callable[[str, int, str], Dataset]
 
 DATASETS: dict[str, Loader] = {
     "cifar10": cifar10,
+    "client-folders": client_folders,
     "fashion-mnist": fashion_mnist,
     "idx": idx_folder,
     "image-folder": image_folder,
     "npz": npz,
 }
+
+DECODED = ("image-folder", "client-folders")  # decoded with image-size and color
 
 _CACHE: dict[tuple, Dataset] = {}
 
@@ -54,8 +59,9 @@ _CACHE: dict[tuple, Dataset] = {}
 def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "grey") -> Dataset:
     """Load (once per process) a dataset by registry name or plug-in ("pkg.mod:load").
 
-    ``image_size`` and ``color`` only affect ``image-folder``; the other formats have a fixed
-    shape, so they are left out of the cache key to avoid holding duplicate copies.
+    ``image_size`` and ``color`` only affect the decoded formats (``image-folder``,
+    ``client-folders``); the others have a fixed shape, so they are left out of the cache
+    key to avoid holding duplicate copies.
     """
     if is_plugin(name):
         if ("plugin", name) not in _CACHE:
@@ -68,7 +74,7 @@ def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "
     image_size = check_value("image-size", image_size)
     path = str(path) if path else ""
     where = str(Path(path).expanduser().resolve()) if path and name != "fashion-mnist" else ""
-    shaped = name == "image-folder"
+    shaped = name in DECODED
     key = (name, where, image_size if shaped else 0, color if shaped else "")
     if key not in _CACHE:
         _CACHE[key] = loader(path, image_size, color)
@@ -116,4 +122,5 @@ def subset(ds: Dataset, train_size: int, test_size: int, seed: int) -> Dataset:
         take(ds.x_test, picks[1]),
         take(ds.y_test, picks[1]),
         ds.class_names,
+        None if ds.owners is None else take(ds.owners, picks[0]),
     )

@@ -25,6 +25,9 @@ class Dataset:
     x_test: np.ndarray  # (M, H, W, C) uint8
     y_test: np.ndarray  # (M,) int64
     class_names: tuple[str, ...]
+    # (N,) int64: the client each training example belongs to, where the data itself is
+    # split by client (client-folders); the `natural` partition groups by it. None otherwise.
+    owners: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:

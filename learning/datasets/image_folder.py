@@ -18,13 +18,15 @@ TEST_FRACTION = 0.2  # image folders without a train/test split
 SPLIT_SEED = 0
 
 
-def _class_dirs(directory: Path) -> dict[str, Path]:
+def class_dirs(directory: Path) -> dict[str, Path]:
+    """Class name -> folder, sorted; hidden folders are skipped (shared with client_folders)."""
     return {
         d.name: d for d in sorted(directory.iterdir()) if d.is_dir() and not d.name.startswith(".")
     }
 
 
-def _image_files(directory: Path) -> list[Path]:
+def image_files(directory: Path) -> list[Path]:
+    """A class folder's images, sorted; an empty class folder is a one-line DataError."""
     files = sorted(
         f
         for f in directory.iterdir()
@@ -54,9 +56,10 @@ def _read_image(path: Path, image_size: int, color: str) -> np.ndarray:
     return img
 
 
-def _read_split(
+def read_images(
     items: list[tuple[Path, int]], image_size: int, color: str
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode (file, label) pairs into uint8 (N, S, S, C) images and int64 labels."""
     channels = 1 if color == "grey" else 3
     x = np.empty((len(items), image_size, image_size, channels), dtype=np.uint8)
     for i, (f, _) in enumerate(items):
@@ -71,7 +74,7 @@ def _split_files(classes: dict[str, Path]) -> tuple[list, list]:
     train: list[tuple[Path, int]] = []
     test: list[tuple[Path, int]] = []
     for label, c in enumerate(sorted(classes)):
-        files = _image_files(classes[c])
+        files = image_files(classes[c])
         n_test = min(round(len(files) * TEST_FRACTION), len(files) - 1)
         is_test = np.zeros(len(files), dtype=bool)
         is_test[rng.permutation(len(files))[:n_test]] = True
@@ -94,7 +97,7 @@ def image_folder(path: str, image_size: int, color: str) -> Dataset:
             f"{'test/' if has_train else 'train/'}; add it, or put class folders directly "
             "under the root to split automatically"
         )
-    classes = _class_dirs(root / "train" if has_train else root)
+    classes = class_dirs(root / "train" if has_train else root)
     names = sorted(classes)
     if not names:
         raise DataError(
@@ -102,21 +105,21 @@ def image_folder(path: str, image_size: int, color: str) -> Dataset:
             "holding its images"
         )
     if has_train:
-        test_classes = _class_dirs(root / "test")
+        test_classes = class_dirs(root / "test")
         extra = sorted(set(test_classes) - set(classes))
         if extra:
             raise DataError(
                 f"image folder {root / 'test'} has classes {extra} missing from "
                 f"{root / 'train'}; every test class needs training images"
             )
-        train = [(f, names.index(c)) for c in names for f in _image_files(classes[c])]
+        train = [(f, names.index(c)) for c in names for f in image_files(classes[c])]
         test = [
-            (f, names.index(c)) for c in sorted(test_classes) for f in _image_files(test_classes[c])
+            (f, names.index(c)) for c in sorted(test_classes) for f in image_files(test_classes[c])
         ]
     else:
         train, test = _split_files(classes)
-    x_train, y_train = _read_split(train, image_size, color)
-    x_test, y_test = _read_split(test, image_size, color)
+    x_train, y_train = read_images(train, image_size, color)
+    x_test, y_test = read_images(test, image_size, color)
     return make(
         "image-folder",
         x_train,

@@ -34,9 +34,10 @@ from simulations.deployment.processes import (
     read_state,
     stop_entries,
 )
-from simulations.deployment.run import deployment_config, down, local, run
+from simulations.deployment.run import default_nodes, deployment_config, down, local, run
 from simulations.deployment.superlink import register_node, superlink, write_connection
 from simulations.deployment.supernodes import (
+    node_configs,
     start_supernode,
     supernode_command,
     supernodes,
@@ -49,12 +50,14 @@ __all__ = [
     "DeployFiles",
     "alive",
     "certs",
+    "default_nodes",
     "deployment_config",
     "down",
     "free_port",
     "local",
     "make_node_key",
     "make_tls",
+    "node_configs",
     "process_env",
     "read_state",
     "register_node",

@@ -3,6 +3,7 @@
 perennial deploy certs DIR --nodes 3 [--host NAME ...]
 perennial deploy superlink DIR [--host 127.0.0.1] [--port P]
 perennial deploy supernodes DIR [--superlink HOST:PORT] [--index I ...] [--data-path P ...]
+                           [--client-folders DATA]
 perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR]
 perennial deploy down DIR
 perennial deploy local [CONFIG] --nodes 3 [--set ...] [--out RUN_DIR] [--dir DIR]
@@ -50,7 +51,14 @@ def cmd_superlink(args: argparse.Namespace) -> int:
 def cmd_supernodes(args: argparse.Namespace) -> int:
     from simulations.deployment import supernodes
 
-    entries = supernodes(Path(args.dir), args.superlink, args.data_path, args.timeout, args.index)
+    entries = supernodes(
+        Path(args.dir),
+        args.superlink,
+        args.data_path,
+        args.timeout,
+        args.index,
+        args.client_folders,
+    )
     for e in entries:
         print(f"perennial: SuperNode pid {e['pid']} ({e['node_config']}), log {e['log']}")
     return 0
@@ -81,16 +89,17 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from simulations.deployment import deployment_config, local
+    from simulations.deployment import default_nodes, deployment_config, local
 
     out = _out(args)
-    if args.nodes < 1:
-        raise ConfigError(f"--nodes must be >= 1, got {args.nodes}")
-    cfg = deployment_config(args.config, args.set, args.nodes, out)
+    nodes = default_nodes(args.config, args.set) if args.nodes is None else args.nodes
+    if nodes < 1:
+        raise ConfigError(f"--nodes must be >= 1, got {nodes}")
+    cfg = deployment_config(args.config, args.set, nodes, out)
     preflight(cfg)
     root = Path(args.dir or Path("deploy") / time.strftime("%Y%m%d-%H%M%S"))
     print(f"perennial: deployment directory {root}, run directory {out}", flush=True)
-    summary = local(root, args.nodes, cfg, timeout=args.timeout)
+    summary = local(root, nodes, cfg, timeout=args.timeout)
     _report(summary, out)
     return 0
 
@@ -131,6 +140,11 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
         help="node i trains on all of this data (repeat once per node) instead of partition i",
     )
     p.add_argument(
+        "--client-folders",
+        metavar="DATA",
+        help="a client-folders tree: node i trains on client folder i (one node per folder)",
+    )
+    p.add_argument(
         "--index", type=int, action="append", help="start only SuperNode I (repeat; default all)"
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for them")
@@ -147,6 +161,10 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
 
     p = steps.add_parser("local", help="certs, SuperLink, SuperNodes, run, down on this machine")
     _experiment_args(p)
-    p.add_argument("--nodes", type=int, default=3, help="SuperNodes to start")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        help="SuperNodes to start (default 3; client-folders: one per client folder)",
+    )
     p.add_argument("--dir", help="deployment directory (default deploy/<time>)")
     p.set_defaults(func=cmd_local)

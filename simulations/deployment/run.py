@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig, config_values, to_toml
+from learning.config import ExperimentConfig, absolute_path, config_values, to_toml
+from learning.config_checks import NATURAL
+from learning.datasets.client_folders import client_folder_count
 from learning.errors import ConfigError
 from simulations.deployment.certs import DeployFiles
 from simulations.deployment.processes import (
@@ -31,14 +33,35 @@ def deployment_config(
 ) -> ExperimentConfig:
     """The experiment for a deployment: the user's TOML and --set values, with
     federation-mode = deployment, num-clients / clients-per-round defaulting to the
-    number of SuperNodes, and the run directory as an absolute out-dir (the ServerApp
-    runs in another process and directory)."""
+    number of SuperNodes, data-path and the run directory made absolute (the ServerApp
+    and the SuperNodes run in other processes and directories). With client-folders
+    each SuperNode is one client folder, so `nodes` must be the folder count."""
     values = config_values(config, overrides)
+    if isinstance(values.get("data-path"), str):
+        values["data-path"] = absolute_path(values["data-path"])
+    if values.get("dataset") == NATURAL and values.get("data-path"):
+        folders = client_folder_count(values["data-path"])
+        if folders != nodes:
+            raise ConfigError(
+                f"{values['data-path']} holds {folders} client folders for {nodes} "
+                f"SuperNodes; start one SuperNode per client folder (--nodes {folders})"
+            )
     values.setdefault("num-clients", nodes)
-    values.setdefault("clients-per-round", min(nodes, int(values["num-clients"])))
+    given = values["num-clients"]
+    values.setdefault("clients-per-round", min(nodes, given) if type(given) is int else nodes)
     values["federation-mode"] = "deployment"
     values["out-dir"] = str(out.resolve())
     return ExperimentConfig.from_flat(values)
+
+
+def default_nodes(config: str | None, overrides: list[str], fallback: int = 3) -> int:
+    """SuperNodes `deploy local` starts without --nodes: one per client folder under
+    client-folders, else `fallback`."""
+    values = config_values(config, overrides)
+    path = values.get("data-path")
+    if values.get("dataset") == NATURAL and isinstance(path, str) and path:
+        return client_folder_count(path)
+    return fallback
 
 
 def run_status(files: DeployFiles, run_id: int) -> str:
@@ -114,12 +137,13 @@ def down(root: Path) -> list[int]:
 
 def local(root: Path, nodes: int, cfg: ExperimentConfig, timeout: float = 3600) -> dict[str, Any]:
     """certs -> superlink -> supernodes -> run -> down, all on this machine, for `cfg`
-    (from `deployment_config`)."""
+    (from `deployment_config`); under client-folders SuperNode i gets client folder i."""
     files = certs(root, nodes, [])
+    tree = cfg.data.data_path if cfg.data.dataset == NATURAL else None
     try:
         entry = superlink(files.root)
         print(f"perennial: SuperLink {entry['address']} (pid {entry['pid']})", flush=True)
-        started = supernodes(files.root)
+        started = supernodes(files.root, client_folders=tree)
         print(f"perennial: {len(started)} SuperNodes connected", flush=True)
         return run(files.root, cfg, timeout=timeout)
     finally:

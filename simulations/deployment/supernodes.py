@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from learning.datasets.client_folders import client_folder_count
 from learning.errors import ConfigError
 from simulations.deployment.certs import DeployFiles
 from simulations.deployment.processes import (
@@ -80,16 +81,42 @@ def wait_connected(entries: list[dict[str, Any]], timeout: float) -> None:
         time.sleep(0.5)
 
 
+def node_configs(
+    n: int, data_paths: list[str] | None = None, client_folders: str | None = None
+) -> list[str]:
+    """The --node-config of each of `n` SuperNodes: partition i of n; or, with
+    `data_paths`, all of the files at data_paths[i]; or, with `client_folders` (a
+    client-folders tree, one SuperNode per client folder), client folder i of the tree
+    at that path on the node's machine."""
+    if data_paths and client_folders:
+        raise ConfigError("give --data-path or --client-folders, not both")
+    if data_paths:
+        if len(data_paths) != n:
+            raise ConfigError(f"--data-path given {len(data_paths)} times for {n} SuperNodes")
+        return [f'data-path="{Path(p).resolve()}"' for p in data_paths]
+    if client_folders:
+        tree = Path(client_folders).expanduser().resolve()
+        folders = client_folder_count(str(tree))
+        if folders != n:
+            raise ConfigError(
+                f"{tree} holds {folders} client folders for {n} SuperNodes; start one "
+                f"SuperNode per client folder (deploy certs --nodes {folders})"
+            )
+        return [f'data-path="{tree}" partition-id={i} num-partitions={n}' for i in range(n)]
+    return [f"partition-id={i} num-partitions={n}" for i in range(n)]
+
+
 def supernodes(
     root: Path,
     superlink_address: str | None = None,
     data_paths: list[str] | None = None,
     timeout: float = 120,
     only: list[int] | None = None,
+    client_folders: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Start one SuperNode per registered key: node i trains on partition i of N
-    (or, with `data_paths`, on the files at data_paths[i]). `only` starts just those
-    node indices, e.g. the one this machine should run in a multi-machine deployment."""
+    """Start one SuperNode per registered key, each with its data (`node_configs`).
+    `only` starts just those node indices, e.g. the one this machine should run in a
+    multi-machine deployment."""
     files = DeployFiles(root.resolve())
     need_certs(files)
     state = read_state(files)
@@ -99,18 +126,14 @@ def supernodes(
     if any(alive(e) for e in state.get("supernodes", [])):
         raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
     n = files.num_node_keys()
-    if data_paths and len(data_paths) != n:
-        raise ConfigError(f"--data-path given {len(data_paths)} times for {n} SuperNodes")
+    configs = node_configs(n, data_paths, client_folders)
     bad = [i for i in only or [] if not 0 <= i < n]
     if bad:
         raise ConfigError(f"--index {bad[0]} is not a SuperNode of {root} (0..{n - 1})")
     entries = []
     try:
         for i in sorted(set(only)) if only else range(n):
-            if data_paths:
-                node_config = f'data-path="{Path(data_paths[i]).resolve()}"'
-            else:
-                node_config = f"partition-id={i} num-partitions={n}"
+            node_config = configs[i]
             cmd = supernode_command(files, address, files.node_key(i), node_config, free_port())
             entry = start_supernode(files, f"supernode-{i}", cmd)
             entry["node_config"] = node_config

@@ -207,6 +207,7 @@ def test_cache_keyed_by_arguments(tmp_path):
 def test_registry_names():
     assert sorted(DATASETS) == [
         "cifar10",
+        "client-folders",
         "fashion-mnist",
         "idx",
         "image-folder",
@@ -250,7 +251,7 @@ def test_unknown_name():
     one_line_error(
         excinfo,
         "unknown dataset 'mnistt'",
-        "['cifar10', 'fashion-mnist', 'idx', 'image-folder', 'npz']",
+        "['cifar10', 'client-folders', 'fashion-mnist', 'idx', 'image-folder', 'npz']",
     )
 
 
@@ -263,7 +264,7 @@ def test_bad_options(kwargs, key):
     one_line_error(excinfo, key)
 
 
-@pytest.mark.parametrize("name", ["npz", "idx", "cifar10", "image-folder"])
+@pytest.mark.parametrize("name", ["npz", "idx", "cifar10", "image-folder", "client-folders"])
 def test_missing_data_path(name):
     with pytest.raises(DataError) as excinfo:
         load_dataset(name)
@@ -278,7 +279,7 @@ def test_missing_npz_path_message():
     )
 
 
-@pytest.mark.parametrize("name", ["npz", "idx", "cifar10", "image-folder"])
+@pytest.mark.parametrize("name", ["npz", "idx", "cifar10", "image-folder", "client-folders"])
 def test_nonexistent_path(tmp_path, name):
     with pytest.raises(DataError) as excinfo:
         load_dataset(name, str(tmp_path / "nowhere"))

@@ -100,7 +100,17 @@ def test_image_folder_garbage(tmp_path_factory, blob):
     _check("image-folder", d)
 
 
-@pytest.mark.parametrize("name", ["idx", "npz", "cifar10", "image-folder"])
+@FUZZ
+@given(blob=st.binary(max_size=200))
+def test_client_folders_garbage(tmp_path_factory, blob):
+    d = tmp_path_factory.mktemp("clients")
+    for folder in ("c0/train/a", "c1/train/b", "c1/test/a", "_test/b"):
+        (d / folder).mkdir(parents=True)
+        (d / folder / "x.png").write_bytes(blob)
+    _check("client-folders", d)
+
+
+@pytest.mark.parametrize("name", ["idx", "npz", "cifar10", "image-folder", "client-folders"])
 def test_missing_path(tmp_path, name):
     _check(name, tmp_path / "does-not-exist")
 

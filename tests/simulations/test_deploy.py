@@ -13,11 +13,13 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flwr.common.config import flatten_dict
 from helpers import ROOT, free_port, run_cli
 
 from learning.config import key_spec
+from learning.errors import ConfigError
 from simulations import deployment as deploy
 from simulations.deployment.certs import DeployFiles, make_node_key, make_tls
 
@@ -125,3 +127,56 @@ def test_deploy_bad_input_is_one_line(tmp_path, args, fragment):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+# --------------------------------------------------------------------------- client-folders
+
+
+def test_each_supernode_trains_on_its_own_client_folder(tmp_path):
+    """What `deploy local` / `deploy supernodes --client-folders` hands SuperNode i, read
+    the way flower-supernode and the ClientApp read it, is client folder i's images."""
+    from client_tree import stack, write_tree
+    from flwr.app import Context, RecordDict
+    from flwr.common.config import parse_config_args
+
+    from clients.app import node_local_config, partition_id_for
+    from learning.federated_data import client_shard
+
+    tree = tmp_path / "tree"
+    written = write_tree(
+        tree, {"x": {"a": 2}, "y": {"a": 1, "b": 2}, "z": {"b": 3}}, {"x": {"b": 1}}
+    )
+    sets = ['dataset="client-folders"', f'data-path="{tree}"', "image-size=8"]
+    cfg = deploy.deployment_config(None, sets, 3, tmp_path / "run")
+    assert (cfg.federation.num_clients, cfg.federation.clients_per_round) == (3, 3)
+    assert deploy.default_nodes(None, sets) == 3
+    for i, node_config in enumerate(deploy.node_configs(3, client_folders=str(tree))):
+        node = Context(
+            run_id=1,
+            node_id=i,
+            node_config=parse_config_args([node_config]),
+            state=RecordDict(),
+            run_config={},
+        )
+        x, y = client_shard(node_local_config(cfg, {}, node), partition_id_for({}, node))
+        want_x, want_y = stack(written[f"{'xyz'[i]}/train"])
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(y, want_y)
+
+
+def test_client_folders_need_one_supernode_per_folder(tmp_path):
+    from client_tree import write_tree
+
+    tree = tmp_path / "tree"
+    write_tree(tree, {"x": {"a": 1}, "y": {"a": 1}}, {"x": {"a": 1}})
+    with pytest.raises(ConfigError, match="holds 2 client folders for 3 SuperNodes"):
+        deploy.node_configs(3, client_folders=str(tree))
+    with pytest.raises(ConfigError, match="not both"):
+        deploy.node_configs(2, ["a", "b"], str(tree))
+    sets = ['dataset="client-folders"', f'data-path="{tree}"']
+    with pytest.raises(ConfigError, match=r"2 client folders for 3 SuperNodes.*--nodes 2"):
+        deploy.deployment_config(None, sets, 3, tmp_path / "run")
+    proc = run_cli("deploy", "local", *[a for s in sets for a in ("--set", s)], "--nodes", "1")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2 client folders for 1 SuperNodes" in lines[0], proc.stderr
