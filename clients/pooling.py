@@ -7,7 +7,10 @@ ints in the ConfigRecord: a few bytes, read without deserialising anything) and 
 (its index in the round's attempt) instead of `partition-id`.
 
 Reply: ``arrays`` (the pooled sum, the model's names, shapes and dtypes), the
-strategy's declared extra sums (SCAFFOLD: ``scaffold-dc``), ``metrics`` (the pool's
+strategy's declared extra sums (SCAFFOLD: ``scaffold-dc``), the clients' model-health
+sums (``health-unit-sum``, ``health-update-sum``: sum u_i/||u_i|| and sum u_i, from which
+the server's mean cosine to the mean update is exact; not under central DP or
+SecAgg+), ``metrics`` (the pool's
 scalars, `chunk`, worker facts) and ``client-metrics`` (lists, one entry per named
 client: partition-id, status 0 ok / 1 failed / 2 not finite, num-examples, num-steps,
 train-loss, train-accuracy, train-seconds, update-norm). privacy/reply_check.py
@@ -30,7 +33,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
 from privacy.central_dp import pool_client
-from privacy.reply_check import CLIENT_LIST_METRICS
+from privacy.reply_check import CLIENT_LIST_METRICS, pooled_health_allowed
 from strategies.fednova import fednova_normaliser
 from strategies.pooling import (
     CENTRAL_DP,
@@ -41,6 +44,8 @@ from strategies.pooling import (
     NOT_FINITE,
     OK,
     SCAFFOLD,
+    UNIT_SUM,
+    UPDATE_SUM,
     PoolSum,
 )
 from strategies.registry import pooling_kind
@@ -78,13 +83,10 @@ def client_message(msg: Message, pid: int) -> Message:
     return Message(content=content, metadata=copy.copy(msg.metadata))
 
 
-def _norm(x: list[np.ndarray], y: list[np.ndarray]) -> float:
-    return math.sqrt(
-        sum(
-            float(np.sum(np.square(np.asarray(b, np.float64) - a)))
-            for a, b in zip(x, y, strict=True)
-        )
-    )
+def _update(x: list[np.ndarray], y: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """u = y - x in float64 and ||u||: the norm the server's health reports."""
+    u = [np.asarray(b, np.float64) - a for a, b in zip(x, y, strict=True)]
+    return u, math.sqrt(sum(float(np.vdot(d, d)) for d in u))
 
 
 def pooled_reply(
@@ -100,7 +102,10 @@ def pooled_reply(
     weights = received.to_numpy_ndarrays()  # deserialised once per message
     dtypes = [a.dtype for a in weights]
     x = [np.asarray(a, np.float64) for a in weights]
-    pool = PoolSum.zeros(kind, x, POOLED_EXTRAS.get(kind, ()))
+    # The health sums: from every finite client (as the server's per-client health),
+    # never under central DP (kind CENTRAL_DP) or SecAgg+.
+    health = kind != CENTRAL_DP and pooled_health_allowed(config)
+    pool = PoolSum.zeros(kind, x, POOLED_EXTRAS.get(kind, ()), health=health)
     momentum = float(config.get("momentum", 0.0))
     clip = float(config.get(KEY_CLIPPING_NORM, 0.0))
     rows: dict[str, list] = {name: [] for name in CLIENT_LIST_METRICS}
@@ -116,7 +121,7 @@ def pooled_reply(
                 status = NOT_FINITE
             else:
                 n = int(m["num-examples"])
-                norm = _norm(x, y)
+                u, norm = _update(x, y)
                 if kind == CENTRAL_DP:
                     bit = m.get(KEY_NORM_BIT)
                     pool_client(pool, x, y, n, clip, None if bit is None else bool(bit))
@@ -134,6 +139,8 @@ def pooled_reply(
                         else 1.0
                     )
                     pool.add_client(x, y, n, normaliser=a_i, extras=extras)
+                if pool.health is not None:  # once its sums are in: it is not failed
+                    pool.health.add(u, norm)
         except Exception:
             log.exception("client %d of a pooled message failed", pid)
             status, m = FAILED, {}
@@ -156,6 +163,9 @@ def pooled_reply(
     )
     for key, arrays in pool.extras.items():
         content[key] = _record(keys, arrays, dtypes)
+    if pool.health is not None:
+        content[UNIT_SUM] = _record(keys, pool.health.unit, dtypes)
+        content[UPDATE_SUM] = _record(keys, pool.health.update, dtypes)
     return content
 
 
