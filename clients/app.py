@@ -240,8 +240,10 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def train_pooled(msg: Message, context: Context) -> RecordDict:
-    """Every client a pooled message names, each through the per-client mods (weights-only
-    check, clipping / local DP), pooled into one reply (clients/pooling.py)."""
+    """Every client a pooled message names, each through the privacy mod (clipping /
+    local DP), pooled into one reply (clients/pooling.py). The weights-only mod checks
+    what leaves: the pooled reply (a client's own reply stays in the worker; the pool
+    refuses a client whose arrays are not the model's)."""
     cfg, extras = experiment_from_message(msg)  # once per message
     configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
 
@@ -253,7 +255,7 @@ def train_pooled(msg: Message, context: Context) -> RecordDict:
             content, _ = train_update(m, c, weights, parsed)
             return Message(content=content, reply_to=m)
 
-        return weights_only_mod(sub, context, lambda m, c: privacy_mod(m, c, handler))
+        return privacy_mod(sub, context, handler)
 
     facts = {
         "worker-rss-mb": psutil.Process().memory_info().rss / 2**20,

@@ -31,6 +31,7 @@ from flwr.supercore.differential_privacy import KEY_NORM_BIT
 from strategies.pooling import (
     CHUNK,
     CLIENT_METRICS,
+    HEALTH_SUMS,
     POOLED_CLIENTS,
     POOLED_NORMALISER,
     POOLED_UNCLIPPED,
@@ -65,6 +66,11 @@ MAX_METRICS = 16
 # and `client-metrics` holds one list entry per client the message named (and nothing
 # else: the per-client scalars below, each a list of that length).
 POOLED_EXTRAS = {"scaffold": (SCAFFOLD_DC_KEY,)}
+# ... and, both or neither, the clients' model-health sums (strategies/pooling.py:
+# HealthSum, sum u_i/||u_i|| and sum u_i), model-shaped like the sums. What a one-client
+# reply shows the server already (each update) covers them, so they are allowed where
+# updates are seen one by one: never under central DP (only the noisy sum of clipped
+# updates is released; the unit vectors of those updates are more) or SecAgg+.
 POOLED_METRICS = frozenset(
     {POOLED_WEIGHT, POOLED_CLIENTS, POOLED_NORMALISER, POOLED_UNCLIPPED, CHUNK}
 )
@@ -176,11 +182,21 @@ def _checked_lists(record: MetricRecord, length: int) -> MetricRecord:
     return MetricRecord(out)
 
 
+def pooled_health_allowed(config) -> bool:
+    """Whether a pooled reply may carry its clients' model-health sums (the worker
+    computes them only then): not under central DP, not under SecAgg+."""
+    return str(config.get("dp", "none")) != "central" and not bool(
+        config.get("secure-aggregation", False)
+    )
+
+
 def checked_pooled_content(received: ArrayRecord, reply: Message, config) -> RecordDict:
     """A pooled reply rebuilt from checked values; ReplyRefused if anything else."""
     want = {k: (tuple(a.shape), np.dtype(a.dtype)) for k, a in received.items()}
     strategy = str(config.get("strategy", ""))
     allowed = {"arrays", *POOLED_EXTRAS.get(strategy, ())}
+    if pooled_health_allowed(config):
+        allowed.update(HEALTH_SUMS)
     clients = len(list(config["partition-ids"]))
     content = RecordDict()
     for key, record in reply.content.items():
@@ -194,6 +210,8 @@ def checked_pooled_content(received: ArrayRecord, reply: Message, config) -> Rec
             raise ReplyRefused("a reply record is not allowed to leave the client")
     if "arrays" not in content or "metrics" not in content or CLIENT_METRICS not in content:
         raise ReplyRefused("a pooled reply lacks its sums or metrics")
+    if len({k for k in HEALTH_SUMS if k in content}) not in (0, len(HEALTH_SUMS)):
+        raise ReplyRefused("a pooled reply's health sums are incomplete")
     return content
 
 

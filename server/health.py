@@ -76,3 +76,22 @@ def update_health(
         client_cosine_to_mean_min=float(cos.min()),
     )
     return out, norms
+
+
+def pooled_cosine_mean(
+    unit_sum: list[np.ndarray], update_sum: list[np.ndarray], clients: int
+) -> float:
+    """`client_cosine_to_mean_mean` from one-pass sums over the same `clients` updates
+    (strategies/pooling.py HealthSum): with S = sum u_i/||u_i|| (zero updates add nothing)
+    and m = sum u_i / n, mean_i cos(u_i, m) = <S, m> / (n ||m||); as above, a zero update
+    or a zero mean counts as cosine 0. The minimum has no such statistic: it needs every
+    update against the final mean, and a pooled round keeps no update."""
+    m = _flat64(update_sum) / clients
+    mean_norm = float(np.linalg.norm(m))
+    if mean_norm == 0:
+        return 0.0
+    return float(_flat64(unit_sum) @ m) / (clients * mean_norm)
+
+
+def _flat64(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])

@@ -13,6 +13,13 @@ model-health statistics excluded because (a) has neither. Ray start-up, includin
 worker importing TensorFlow, is reported apart as `*_startup_s` (the same for (b) and
 (c)); (a) includes building and tracing its model, as (b) and (c) include their
 workers' first use inside round 1.
+
+Two figures compare (a) and (b), side by side: the whole run (every round, warm-up
+included, as above) and the steady state: the rounds after the first, timed per round
+the same way on both sides (bare: each round's training loop and FedAvg; perennial:
+each round's `train_seconds + aggregate_seconds` from metrics.jsonl). Round 1 is left
+out of both: there (a) builds and traces its model, (b)'s workers load the data and
+trace theirs. Same updates, clients, examples, model and batch on both sides.
 """
 
 from __future__ import annotations
@@ -67,8 +74,9 @@ COHORT = [
 ]
 
 
-def run_bare(cfg: ExperimentConfig) -> float:
-    """Sequential FedAvg over the same client updates in this process; seconds."""
+def run_bare(cfg: ExperimentConfig) -> list[float]:
+    """Sequential FedAvg over the same client updates in this process; seconds per
+    round (round 1 includes building and tracing the model)."""
     from clients.app import local_train_config
 
     fed = cfg.federation
@@ -83,6 +91,7 @@ def run_bare(cfg: ExperimentConfig) -> float:
     weights = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, fed.seed)
     started = time.perf_counter()
     trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    rounds: list[float] = []
     for rnd in range(1, fed.rounds + 1):
         results = []
         for pid in sample_clients(fed.seed, rnd, fed.num_clients, fed.clients_per_round):
@@ -95,7 +104,15 @@ def run_bare(cfg: ExperimentConfig) -> float:
             sum(r.weights[i] * (r.num_examples / total) for r in results)
             for i in range(len(weights))
         ]
-    return time.perf_counter() - started
+        now = time.perf_counter()
+        rounds.append(now - started)
+        started = now
+    return rounds
+
+
+def steady(rounds: list[float]) -> float | None:
+    """Seconds of the rounds after the first (None: a one-round run has none)."""
+    return float(sum(rounds[1:])) if len(rounds) > 1 else None
 
 
 def run_perennial(cfg: ExperimentConfig, out: Path) -> dict[str, float]:
@@ -109,9 +126,10 @@ def run_perennial(cfg: ExperimentConfig, out: Path) -> dict[str, float]:
         summary = simulate(cfg, run_dir)
     total = time.perf_counter() - started
     rows = read_metrics(run_dir)
-    updates = sum(r["train_seconds"] + r["aggregate_seconds"] for r in rows)
+    rounds = [r["train_seconds"] + r["aggregate_seconds"] for r in rows]
     return {
-        "seconds": updates,
+        "seconds": sum(rounds),
+        "rounds": rounds,
         "startup": max(0.0, total - summary.get("wall_seconds", 0.0)),
         "peak_rss_mb": mem.peak_mb,
         # the server process alone (sampled at the end of every round)
@@ -162,10 +180,14 @@ def run_perf(
             "server_rss_mb",
         )
     }
+    per_round: dict[str, list[list[float]]] = {"bare": [], "perennial": []}
     for rep in range(repeats):
         with PeakMemory() as mem:
-            samples["bare_s"].append(run_bare(cfg))
+            bare_rounds = run_bare(cfg)
+        samples["bare_s"].append(sum(bare_rounds))
         p = run_perennial(cfg, out_dir / f"rep{rep}-perennial")
+        per_round["bare"].append(bare_rounds)
+        per_round["perennial"].append(p["rounds"])
         q = {"seconds": float("nan"), "startup": 0.0, "peak_rss_mb": 0.0}
         if not cohort:
             q = run_quickstart(cfg)
@@ -181,7 +203,7 @@ def run_perf(
             flush=True,
         )
     med = {k: statistics.median(v) for k, v in samples.items()}
-    return {
+    result = {
         "clients": fed.clients_per_round,
         "rounds": fed.rounds,
         "client_updates": updates,
@@ -203,6 +225,31 @@ def run_perf(
         "bare_ms_per_update": round(1000 * med["bare_s"] / updates, 2),
         "perennial_ms_per_update": round(1000 * med["perennial_s"] / updates, 2),
         "all_repeats": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+    }
+    result.update(steady_figures(per_round, fed.clients_per_round))
+    return result
+
+
+def steady_figures(per_round: dict[str, list[list[float]]], clients: int) -> dict[str, Any]:
+    """The steady state (rounds after the first) of bare and perennial, each repeat's
+    seconds summed over those rounds, medians over repeats, and their ratio; every
+    repeat's per-round seconds are kept (`*_round_s`) so the figure can be checked."""
+    out: dict[str, Any] = {}
+    for way, repeats in per_round.items():
+        out[f"{way}_round_s"] = [[round(x, 3) for x in r] for r in repeats]
+    rounds = min((len(r) for r in per_round["bare"]), default=0)
+    if rounds < 2 or not per_round["perennial"]:
+        return {**out, "steady_rounds": 0}
+    med = {way: statistics.median(steady(r) for r in v) for way, v in per_round.items()}
+    updates = clients * (rounds - 1)
+    return {
+        **out,
+        "steady_rounds": rounds - 1,
+        "bare_steady_s": round(med["bare"], 3),
+        "perennial_steady_s": round(med["perennial"], 3),
+        "steady_overhead_vs_bare": round(med["perennial"] / med["bare"], 4),
+        "bare_steady_ms_per_update": round(1000 * med["bare"] / updates, 2),
+        "perennial_steady_ms_per_update": round(1000 * med["perennial"] / updates, 2),
     }
 
 
@@ -233,6 +280,35 @@ def print_table(result: dict[str, Any]) -> None:
         f"(clients-per-message {result['clients_per_message']}, "
         f"{result['registered_clients']} registered clients)"
     )
+    Console().print(per_update_table(result))
+
+
+def per_update_table(result: dict[str, Any]):
+    """Whole run and steady state side by side: ms per client update and the ratio."""
+    from rich.table import Table
+
+    t = Table(title=f"ms per client update, bare vs perennial (median of {result['repeats']})")
+    for name in ("figure", "rounds", "bare", "perennial", "perennial / bare"):
+        t.add_column(name, justify="left" if name == "figure" else "right")
+    rounds = result["rounds"]
+    t.add_row(
+        "whole run",
+        f"1-{rounds}",
+        f"{result['bare_ms_per_update']:.2f}",
+        f"{result['perennial_ms_per_update']:.2f}",
+        f"{result['overhead_vs_bare']:.2f}x",
+    )
+    if result.get("steady_rounds"):
+        t.add_row(
+            "steady state",
+            f"2-{rounds}",
+            f"{result['bare_steady_ms_per_update']:.2f}",
+            f"{result['perennial_steady_ms_per_update']:.2f}",
+            f"{result['steady_overhead_vs_bare']:.2f}x",
+        )
+    else:
+        t.add_row("steady state", "-", "n/a (one round)", "", "")
+    return t
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

@@ -19,6 +19,13 @@ the strategy's step on the totals. Kinds:
 
 Clients with no examples add nothing (as in the per-client path, where they are not
 aggregated).
+
+Beside the strategy's sums a worker may carry the model-health sums of its clients'
+updates u_i = y_i - x (`HealthSum`: sum u_i / ||u_i|| and sum u_i, over every finite
+client, with or without examples, as server/health.py counts them), from which the
+server's mean cosine to the mean update is exact: mean_i cos(u_i, m) =
+<sum_i u_i/||u_i||, m> / (n ||m||) with m = sum_i u_i / n. Never under central DP or
+SecAgg+ (privacy/reply_check.py: `pooled_health_allowed`).
 """
 
 from __future__ import annotations
@@ -40,12 +47,49 @@ CHUNK = "chunk"  # the chunk's index in its attempt (the reduction order)
 # The per-client MetricRecord of a pooled reply: one list entry per named client.
 CLIENT_METRICS = "client-metrics"
 OK, FAILED, NOT_FINITE = 0, 1, 2  # `status` of a client in a pooled reply
+# The model-health sums' ArrayRecords of a pooled reply (model-shaped, model dtypes).
+UNIT_SUM, UPDATE_SUM = "health-unit-sum", "health-update-sum"
+HEALTH_SUMS = (UNIT_SUM, UPDATE_SUM)
 
 Arrays = list[np.ndarray]
 
 
 def _f64(arrays: Sequence[np.ndarray]) -> Arrays:
     return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+@dataclass
+class HealthSum:
+    """sum_i u_i / ||u_i|| (zero updates add nothing) and sum_i u_i over `clients`
+    finite updates, in float64: a one-pass sufficient statistic of the mean cosine."""
+
+    unit: Arrays
+    update: Arrays
+    clients: int = 0
+
+    @classmethod
+    def zeros(cls, like: Sequence[np.ndarray]) -> HealthSum:
+        return cls(*([np.zeros(np.shape(a), np.float64) for a in like] for _ in range(2)))
+
+    @classmethod
+    def of(
+        cls, unit: Sequence[np.ndarray], update: Sequence[np.ndarray], clients: int
+    ) -> HealthSum:
+        """A chunk's sums as a reply carried them (the server counts their clients)."""
+        return cls(_f64(unit), _f64(update), clients)
+
+    def add(self, update: Sequence[np.ndarray], norm: float) -> None:
+        """One client's update u (float64 arrays) and its norm ||u||."""
+        for t, s, u in zip(self.unit, self.update, update, strict=True):
+            if norm > 0:
+                t += u / norm
+            s += u
+        self.clients += 1
+
+    def merge(self, other: HealthSum) -> None:
+        PoolSum._add(self.unit, other.unit)
+        PoolSum._add(self.update, other.update)
+        self.clients += other.clients
 
 
 @dataclass
@@ -60,13 +104,23 @@ class PoolSum:
     examples: int = 0
     normaliser: float = 0.0
     unclipped: int = 0
+    # The clients' model-health sums (not the strategy's); None: not carried by every
+    # chunk added, so the round has no exact mean cosine.
+    health: HealthSum | None = None
 
     @classmethod
-    def zeros(cls, kind: str, like: Sequence[np.ndarray], extras: Sequence[str] = ()) -> PoolSum:
+    def zeros(
+        cls,
+        kind: str,
+        like: Sequence[np.ndarray],
+        extras: Sequence[str] = (),
+        health: bool = False,
+    ) -> PoolSum:
         if kind not in KINDS:
             raise ValueError(f"unknown pooling kind {kind!r}; expected one of {KINDS}")
         z = [np.zeros(np.shape(a), np.float64) for a in like]
-        return cls(kind, z, {k: [a.copy() for a in z] for k in extras})
+        sums = HealthSum.zeros(like) if health else None
+        return cls(kind, z, {k: [a.copy() for a in z] for k in extras}, health=sums)
 
     @staticmethod
     def _add(target: Arrays, values: Sequence[np.ndarray], scale: float = 1.0) -> None:
@@ -119,6 +173,10 @@ class PoolSum:
         self.examples += other.examples
         self.normaliser += other.normaliser
         self.unclipped += other.unclipped
+        if self.health is not None and other.health is not None:
+            self.health.merge(other.health)
+        else:
+            self.health = None
 
     def mean(self) -> Arrays:
         """sum / weight (the weighted mean of the kind's v_i)."""
@@ -141,6 +199,7 @@ class PoolSum:
         arrays: Sequence[np.ndarray],
         extras: Mapping[str, Sequence[np.ndarray]],
         scalars: Mapping[str, float | int],
+        health: HealthSum | None = None,
     ) -> PoolSum:
         return cls(
             kind,
@@ -151,4 +210,5 @@ class PoolSum:
             examples=int(scalars["num-examples"]),
             normaliser=float(scalars.get(POOLED_NORMALISER, 0.0)),
             unclipped=int(scalars.get(POOLED_UNCLIPPED, 0)),
+            health=health,
         )

@@ -92,6 +92,11 @@ def collect_pooled(
     return Attempt(tuple(updates), failures, sent, pool, received)
 
 
+# Between empty pulls of pooled replies: a pull is a look-up in the in-memory LinkState
+# (tens of microseconds), and a round's last reply waits half this on average.
+PULL_INTERVAL = 0.01
+
+
 def _replies(grid: Grid, messages: list[Message], timeout: float):
     """(chunk, reply) as replies arrive (push, then pull) where the Grid can; else all
     at once with chunk None (test grids without push/pull)."""
@@ -109,7 +114,7 @@ def _replies(grid: Grid, messages: list[Message], timeout: float):
             ids.discard(mid)
             yield index.get(mid), reply
         if ids and not got:
-            time.sleep(0.05)
+            time.sleep(PULL_INTERVAL)
 
 
 @dataclass

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import psutil
 
-from server.health import flat, update_health
+from server.health import flat, pooled_cosine_mean, update_health
 from server.pipeline.aggregate import Aggregate
 from server.pipeline.collect import Cohort
 from server.pipeline.updates import ClientUpdate
+from strategies.pooling import PoolSum
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,45 @@ class Timings:
 
 
 def health(
-    before: list[np.ndarray], valid: Sequence[ClientUpdate]
+    before: list[np.ndarray], valid: Sequence[ClientUpdate], pool: PoolSum | None = None
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Update norms and cosines of the valid updates (none under SecAgg+: no arrays).
 
-    Pooled clients' models never reach the server: their norms ||y_i - x|| are measured
-    in the worker (`update-norm`), so the norm fields and histograms keep their meaning;
-    the cosines to the mean would need every update and are None in pooled rounds."""
+    A pooled round (`pool`: the round's sums) has no update on the server; see
+    `pooled_health` for which of its statistics are exact and which are not available."""
     if any(u.pooled for u in valid):
-        return pooled_health(valid)
+        return pooled_health(valid, pool)
     arrays = [list(u.arrays) for u in valid if u.arrays is not None]
     return update_health(before, None, arrays)
 
 
-def pooled_health(valid: Sequence[ClientUpdate]) -> tuple[dict[str, Any], np.ndarray]:
-    norms = np.array([float(u.metrics["update-norm"]) for u in valid if u.num_examples > 0])
+def pooled_health(
+    valid: Sequence[ClientUpdate], pool: PoolSum | None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """A pooled round's health, over the same valid updates as `update_health` counts.
+
+    - norms (mean/std/max, histograms): exact, each ||y_i - x|| measured in the worker
+      (`update-norm`);
+    - `client_cosine_to_mean_mean`: exact, from the one-pass sums the workers add
+      (`HealthSum`: sum u_i/||u_i|| and sum u_i); None where they are not sent (central
+      DP: beyond the release) or a chunk lacked them;
+    - `client_cosine_to_mean_min`: None, not available: it needs every update against
+      the final mean, which is known only after the last worker replied, when no update
+      is left (a second pass would retrain the clients). A bound would pass for a
+      measurement, so none is reported."""
+    norms = np.array([float(u.metrics["update-norm"]) for u in valid])
     if not len(norms):
         return {"nonfinite_values": 0}, np.zeros(0)
+    sums = pool.health if pool is not None else None
+    cosine = None
+    if sums is not None and sums.clients == len(norms):
+        cosine = pooled_cosine_mean(sums.unit, sums.update, len(norms))
     return {
         "nonfinite_values": 0,  # non-finite clients were refused in the worker
         "client_update_norm_mean": float(norms.mean()),
         "client_update_norm_std": float(norms.std()),
         "client_update_norm_max": float(norms.max()),
-        "client_cosine_to_mean_mean": None,
+        "client_cosine_to_mean_mean": cosine,
         "client_cosine_to_mean_min": None,
     }, norms
 

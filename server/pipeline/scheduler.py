@@ -125,7 +125,7 @@ class SyncScheduler:
         timed = self.time_round(rnd, cohort)
         valid = self.s.aggregate.prepare(cohort, before)
         t1 = time.perf_counter()
-        health, norms = records.health(before, valid)
+        health, norms = records.health(before, valid, cohort.pool)
         t_health = time.perf_counter()
         outcome = self.s.aggregate(rnd, valid, cohort, before)
         if outcome.arrays is not None:

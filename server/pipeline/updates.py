@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
 
-from strategies.pooling import CHUNK, CLIENT_METRICS, FAILED, NOT_FINITE, PoolSum
+from strategies.pooling import (
+    CHUNK,
+    CLIENT_METRICS,
+    FAILED,
+    HEALTH_SUMS,
+    NOT_FINITE,
+    OK,
+    HealthSum,
+    PoolSum,
+)
 
 Arrays = tuple[np.ndarray, ...]
 MODEL = "arrays"  # the reply's model record
@@ -140,12 +149,19 @@ class PooledReply:
         extras = {
             k: r.to_numpy_ndarrays()
             for k, r in content.items()
-            if isinstance(r, ArrayRecord) and k != MODEL
+            if isinstance(r, ArrayRecord) and k not in (MODEL, *HEALTH_SUMS)
         }
+        sums = [content[k].to_numpy_ndarrays() for k in HEALTH_SUMS if k in content]
         every = [*arrays, *(a for v in extras.values() for a in v)]
         ok = [a.shape for a in arrays] == shapes and all(np.isfinite(a).all() for a in every)
-        pool = PoolSum.from_reply(kind, arrays, extras, scalars) if ok else None
         lists = dict(content[CLIENT_METRICS])
+        health = None  # the round's mean cosine needs them from every chunk, well formed
+        if len(sums) == len(HEALTH_SUMS) and all(
+            [a.shape for a in v] == shapes and all(np.isfinite(a).all() for a in v) for v in sums
+        ):
+            counted = sum(int(s) == OK for s in lists["status"])
+            health = HealthSum.of(*sums, clients=counted)
+        pool = PoolSum.from_reply(kind, arrays, extras, scalars, health) if ok else None
         node = int(msg.metadata.src_node_id)
         worker = {k: scalars[k] for k in ("worker-rss-mb", "worker-node") if k in scalars}
         members, failed = [], []
@@ -173,7 +189,7 @@ class PooledReply:
             pool,
             tuple(members),
             tuple(failed),
-            int(sum(a.nbytes for a in every)),
+            int(sum(a.nbytes for a in [*every, *(a for v in sums for a in v)])),
         )
 
 

@@ -58,7 +58,9 @@ def test_pooled_reply_sums_the_clients_and_isolates_failures():
     want = [FAILED if p in crash else NOT_FINITE if p in nan else OK for p in pids]
     assert list(lists["status"]) == want
     assert list(lists["partition-id"]) == pids
-    total = [np.zeros(a.shape, np.float64) for a in initial_weights("mlp", (28, 28, 1), 10, 0)]
+    x = initial_weights("mlp", (28, 28, 1), 10, 0)
+    total = [np.zeros(a.shape, np.float64) for a in x]
+    units, updates = [a.copy() for a in total], [a.copy() for a in total]
     n_total = 0
     for p in pids:
         if p in crash or p in nan:
@@ -66,11 +68,25 @@ def test_pooled_reply_sums_the_clients_and_isolates_failures():
         one = _app(_message(cfg, {"partition-id": p}))
         n = int(one.content["metrics"]["num-examples"])
         n_total += n
-        for t, a in zip(total, one.content["arrays"].to_numpy_ndarrays(), strict=True):
+        y = one.content["arrays"].to_numpy_ndarrays()
+        u = [b.astype(np.float64) - a for a, b in zip(x, y, strict=True)]
+        norm = np.sqrt(sum(np.vdot(d, d) for d in u))
+        for t, a, s, d, e in zip(total, y, units, updates, u, strict=True):
             t += n * a.astype(np.float64)
+            s += e / norm
+            d += e
     metrics = pooled.content["metrics"]
     assert metrics["num-examples"] == n_total
     assert metrics["pooled-clients"] == len(pids) - len(crash | nan)
     for t, a in zip(total, pooled.content["arrays"].to_numpy_ndarrays(), strict=True):
         np.testing.assert_allclose(a, t, rtol=1e-5, atol=1e-4)
-    assert set(pooled.content.keys()) == {"arrays", "metrics", "client-metrics"}
+    for key, want in (("health-unit-sum", units), ("health-update-sum", updates)):
+        for t, a in zip(want, pooled.content[key].to_numpy_ndarrays(), strict=True):
+            np.testing.assert_allclose(a, t, rtol=1e-5, atol=1e-5)
+    assert set(pooled.content.keys()) == {
+        "arrays",
+        "metrics",
+        "client-metrics",
+        "health-unit-sum",
+        "health-update-sum",
+    }

@@ -43,3 +43,38 @@ def test_streaming_and_stacked_paths_agree():
     np.testing.assert_allclose(n1, n2, rtol=1e-5)
     for key, value in stacked.items():
         assert streamed[key] == pytest.approx(value, rel=1e-4), key
+
+
+def test_pooled_sums_give_the_mean_cosine_of_every_update():
+    """The one-pass sums a pooled worker sends (one chunk or several, added in any
+    grouping) give update_health's client_cosine_to_mean_mean; a zero update counts."""
+    from server.health import pooled_cosine_mean
+    from strategies.pooling import HealthSum
+
+    rng = np.random.default_rng(1)
+    x = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
+    drift = [rng.normal(size=a.shape) for a in x]
+
+    def trained() -> list[np.ndarray]:
+        return [
+            (a + d + rng.normal(size=a.shape)).astype(np.float32)
+            for a, d in zip(x, drift, strict=True)
+        ]
+
+    clients = [trained() for _ in range(7)] + [[a.copy() for a in x]]  # last: no change
+    want, _ = update_health(x, None, clients)
+    for chunks in ([8], [3, 3, 2], [1] * 8):
+        total, start = HealthSum.zeros(x), 0
+        for size in chunks:
+            part = HealthSum.zeros(x)
+            for y in clients[start : start + size]:
+                u = [np.asarray(b, np.float64) - a for a, b in zip(x, y, strict=True)]
+                part.add(u, float(np.sqrt(sum(np.vdot(d, d) for d in u))))
+            start += size
+            total.merge(part)
+        assert total.clients == len(clients)
+        got = pooled_cosine_mean(total.unit, total.update, total.clients)
+        assert got == pytest.approx(want["client_cosine_to_mean_mean"], rel=1e-5)
+    zero = HealthSum.zeros(x)
+    zero.add([np.zeros(a.shape) for a in x], 0.0)
+    assert pooled_cosine_mean(zero.unit, zero.update, 1) == 0.0  # as update_health: mean 0

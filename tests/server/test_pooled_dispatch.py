@@ -59,6 +59,22 @@ def test_pooled_dispatch_gives_the_per_client_global_model(name, tmp_path):
         for key in ("train_loss", "train_accuracy", "client_update_norm_mean", "examples"):
             if a.get(key) is not None:
                 assert b[key] == pytest.approx(a[key], rel=1e-5), key
+        _same_health(a, b, central_dp=name == "central-dp")
+
+
+def _same_health(one: dict, pooled: dict, central_dp: bool = False) -> None:
+    """The pooled round's health equals the per-client round's where it is exact (norms,
+    the mean cosine: from the workers' one-pass sums) and the minimum cosine is None.
+    Under central DP (rows kept by operator-diagnostics) no health sums are sent."""
+    for key in ("client_update_norm_mean", "client_update_norm_std", "client_update_norm_max"):
+        assert pooled[key] == pytest.approx(one[key], rel=1e-5), key
+    cosine = pooled["client_cosine_to_mean_mean"]
+    if central_dp:
+        assert cosine is None
+    else:
+        assert cosine == pytest.approx(one["client_cosine_to_mean_mean"], rel=1e-5, abs=1e-6)
+    assert one["client_cosine_to_mean_min"] is not None
+    assert pooled["client_cosine_to_mean_min"] is None
 
 
 @pytest.mark.parametrize("name", ["fedavg", "scaffold", "central-dp"])
@@ -84,6 +100,7 @@ def test_a_failing_client_costs_only_itself_and_is_topped_up():
     for a, b in zip(one.rows, pooled.rows, strict=True):
         for key in ("clients", "replies", "failures", "rejected_updates", "retries", "examples"):
             assert a[key] == b[key], key
+        _same_health(a, b)  # zero-example clients count, as per client
     assert sum(r["failures"] for r in pooled.rows) > 0
     assert sum(r["rejected_updates"] for r in pooled.rows) > 0
     _close(one.weights, pooled.weights)
