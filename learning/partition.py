@@ -6,9 +6,9 @@ O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from numbers import Integral
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -271,15 +271,17 @@ def partition(
     classes_per_client: int = 2,
     quantity_sigma: float = 1.0,
     examples_per_client: int = 20,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[np.ndarray]:
     """Split ``range(len(labels))`` into ``num_clients`` disjoint, sorted int64 index arrays.
 
     Deterministic for a given seed. All parameters are validated whatever the scheme, so a
-    bad value in a config is reported even when the chosen scheme ignores it.
+    bad value in a config is reported even when the chosen scheme ignores it. ``settings``
+    (the [plugin] table) reach a plug-in partitioner that asks for them.
     """
     scheme = PARTITIONERS.get(name)
     if scheme is None and is_plugin(name):
-        scheme = plugin_scheme(name)
+        scheme = plugin_scheme(name, settings)
     if scheme is None:
         raise ConfigError(f"unknown partition {name!r}; expected one of {sorted(PARTITIONERS)}")
     y = _check_labels(labels)
@@ -317,9 +319,14 @@ def label_histograms(labels: np.ndarray, parts: list[np.ndarray], num_classes: i
 
 
 def partition_as_configured(
-    data: DataConfig, labels: np.ndarray, num_clients: int, seed: int
+    data: DataConfig,
+    labels: np.ndarray,
+    num_clients: int,
+    seed: int,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[np.ndarray]:
-    """`partition` with the partitioner and its parameters taken from the data config."""
+    """`partition` with the partitioner and its parameters taken from the data config
+    (and a plug-in's [plugin] `settings`)."""
     return partition(
         data.partition,
         labels,
@@ -331,4 +338,5 @@ def partition_as_configured(
         classes_per_client=data.classes_per_client,
         quantity_sigma=data.quantity_sigma,
         examples_per_client=data.examples_per_client,
+        settings=settings,
     )

@@ -157,5 +157,5 @@ def task_partition(
     d = cfg.data
     idx = task_examples(cfg, labels, task, num_classes)
     seed = cfg.federation.seed * TASK_SEED + task + 1
-    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed)
+    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed, cfg.plugin)
     return [idx[p] for p in parts]

@@ -108,7 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.grid)
     out = Path(args.out or Path("bench-out") / Path(args.grid).stem)
-    preflight(ExperimentConfig.from_flat(grid.cells[0].values))
+    seen: set[tuple] = set()  # each distinct data set-up and plug-in is checked once
+    for cell in grid.cells:
+        preflight(ExperimentConfig.from_flat(cell.values), seen)
     out.mkdir(parents=True, exist_ok=True)
     print(f"perennial: bench directory {out} ({len(grid.cells)} cells)", flush=True)
     run_grid(grid, out, ray_address=args.ray_address, quiet=args.quiet)
@@ -144,6 +146,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     defaults = ExperimentConfig().to_flat()
     for key, (section, f) in key_spec().items():
         print(f"{key:<22} {section:<11} {defaults[key]!r:<16} {f.metadata.get('help', '')}")
+    text = "your plug-ins' own settings (scalars), e.g. [plugin] width = 64; docs/extending.md"
+    print(f"{'plugin.<name>':<22} {'plugin':<11} {'(none)':<16} {text}")
     return 0
 
 
