@@ -39,7 +39,7 @@ from typing import Any
 from learning.config import SECTIONS, ExperimentConfig, canonical_key, flat_values, read_toml
 from learning.errors import ConfigError
 from learning.plugin_settings import TABLE
-from learning.plugins import is_keras_file, is_plugin
+from learning.plugins import FORMS, is_keras_file, is_plugin
 from server.run_dir import read_metrics
 from simulations.bench_tables import CONTINUAL_KEYS
 
@@ -110,7 +110,7 @@ def load_grid(path: str | Path) -> Grid:
     for variant in variants:
         params = _keys({k: v for k, v in variant.items() if k != "name"})
         strategy = params.get("strategy") or base.get("strategy", "fedavg")
-        name = str(variant.get("name") or short_name(strategy))
+        name = str(variant.get("name") or short_name("strategy", strategy))
         if name in names:
             raise ConfigError(f"grid variant name {name!r} appears twice; give each a name")
         names.add(name)
@@ -132,11 +132,11 @@ def load_grid(path: str | Path) -> Grid:
     return Grid(cells, float(target), against, baseline)
 
 
-def short_name(value: Any) -> str:
-    """A value as a cell or variant is named by it: a plug-in by its attribute
+def short_name(key: str, value: Any) -> str:
+    """`key`'s value as a cell or variant is named by it: a plug-in by its attribute
     ("my_pkg.strategies:MeanPlus" -> "MeanPlus"), a .keras model by its file's stem."""
     text = str(value)
-    if not isinstance(value, str) or not is_plugin(text):
+    if key not in FORMS or not isinstance(value, str) or not is_plugin(text):
         return text
     return Path(text).stem if is_keras_file(text) else text.rpartition(":")[2]
 
@@ -173,8 +173,9 @@ def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:
     """
     if isinstance(value, dict):
         keys = {k: v for k, v in value.items() if k != "name"}
-        return str(value.get("name") or "-".join(short_name(v) for v in keys.values())), keys
-    return short_name(value), {key: value}
+        label = "-".join(short_name(canonical_key(k), v) for k, v in keys.items())
+        return str(value.get("name") or label), keys
+    return short_name(key, value), {key: value}
 
 
 def is_finished(cell_dir: Path) -> bool:

@@ -45,6 +45,8 @@ def deployment_config(
 def check_declared(app: Path, cfg: ExperimentConfig) -> None:
     """Every [plugin] setting must be declared in the app's pyproject.toml: `flwr run`
     refuses run-config keys its app does not declare (under [tool.flwr.app.config])."""
+    if not cfg.plugin:
+        return
     declared = read_toml(app / "pyproject.toml", "Flower app file")
     table = declared.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
     known = set(table.get(TABLE, {})) if isinstance(table.get(TABLE), dict) else set()

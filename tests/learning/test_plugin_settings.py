@@ -205,3 +205,13 @@ def test_keys_lists_the_table(capsys):
     assert main(["keys"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("plugin.<name>") and "[plugin]" in last
+
+
+def test_settings_without_a_plugin_get_a_note_not_an_error(capsys):
+    from simulations.run_output import preflight
+
+    small = ["num-clients=4", "clients-per-round=2", "train-subset=200", "model='mlp'"]
+    preflight(build_config(None, [*small, "plugin.width=64"]))
+    assert "[plugin] settings are given but no key names a plug-in" in capsys.readouterr().err
+    preflight(build_config(None, small))
+    assert capsys.readouterr().err == ""
