@@ -22,6 +22,7 @@ from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
 from learning.federated_data import client_shard, dataset_for, task_shard
+from learning.plugin_settings import is_setting
 from learning.scenarios import client_task
 from learning.streams import Tag, generator
 from learning.training import (
@@ -49,15 +50,17 @@ def experiment_from_message(msg: Message) -> tuple[ExperimentConfig, dict]:
     """Validated experiment config plus the per-message extras (round, partition).
 
     The config is built once per process per run: it is cached under the run id and the
-    message's experiment keys. Keys that change per message (`partition-id`,
-    `server-round`, the clipping norm the server stamps each round) are not experiment
-    keys, so they go to `extras` and never miss the cache; a change to any experiment
-    key is a new cache entry, so a stale config is never returned.
+    message's experiment keys (plug-in settings `plugin.<name>` among them). Keys that
+    change per message (`partition-id`, `server-round`, the clipping norm the server
+    stamps each round) are not experiment keys, so they go to `extras` and never miss
+    the cache; a change to any experiment key is a new cache entry (types included: a
+    setting of 1 is not one of true), so a stale config is never returned.
     """
     record = msg.content["config"]
-    flat = {k: v for k, v in record.items() if k in _SPEC}
-    extras = {k: v for k, v in record.items() if k not in _SPEC}
-    key = (msg.metadata.run_id, tuple(sorted(flat.items())))
+    flat = {k: v for k, v in record.items() if k in _SPEC or is_setting(k)}
+    extras = {k: v for k, v in record.items() if k not in flat}
+    typed = tuple(sorted((k, type(v).__name__, v) for k, v in flat.items()))
+    key = (msg.metadata.run_id, typed)
     cfg = _CONFIGS.get(key)
     if cfg is None:
         cfg = ExperimentConfig.from_flat(flat)
@@ -152,7 +155,7 @@ def train_update(
         # the delay (server/pipeline/clock.py), nothing sleeps.
         time.sleep(faults.fault_straggler_delay)
     ds = dataset_for(cfg)
-    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
     if weights is None:
         weights = msg.content["arrays"].to_numpy_ndarrays()
     step = None
@@ -277,7 +280,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         x, y = task_shard(cfg, pid, task)
     else:
         x, y = client_shard(cfg, pid)
-    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
     loss, acc = trainer.evaluate(msg.content["arrays"].to_numpy_ndarrays(), to_float_images(x), y)
     metrics = MetricRecord(
         {"num-examples": int(len(y)), "eval-loss": loss, "eval-accuracy": acc, "partition-id": pid}

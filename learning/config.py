@@ -4,7 +4,8 @@ Keys are kebab-case. They may be written flat (`lr`) or grouped by section (`[tr
 lr = 0.05` in TOML, `train.lr` as Flower's run config flattens it, `--set train.lr=0.05`);
 internally and in messages the canonical form is flat (`to_flat`). The sections and each
 key's rules are in config_schema.py, the checks across keys and registries in
-config_checks.py, file and `--set` parsing in config_files.py. It lives in the bottom
+config_checks.py, file and `--set` parsing in config_files.py; the plug-ins' own
+settings (`[plugin]`, flat `plugin.<name>`) in plugin_settings.py. It lives in the bottom
 layer because both the ServerApp and the ClientApp build it.
 """
 
@@ -39,6 +40,7 @@ from learning.config_schema import (
     StrategyConfig,
     TrainConfig,
 )
+from learning.plugin_settings import TABLE, PluginSettings, is_setting, settings_of
 from learning.plugins import is_keras_file
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "DataConfig",
     "DevicesConfig",
     "ExperimentConfig",
+    "PluginSettings",
     "FederationConfig",
     "PrivacyConfig",
     "RuntimeConfig",
@@ -82,15 +85,23 @@ class ExperimentConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    # The user's settings for their plug-ins ([plugin]); empty, they appear nowhere, so a
+    # run without them is the run it was before the table existed (same messages, digest).
+    plugin: PluginSettings = field(default_factory=PluginSettings)
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> ExperimentConfig:
-        """Build and validate from kebab-case keys, flat or `section.key`; unknown keys,
-        keys in the wrong section and keys given twice are errors. Keys a dataset implies
-        when left out (client-folders: its partition and client count) are filled in."""
+        """Build and validate from kebab-case keys, flat or `section.key`, and plug-in
+        settings `plugin.<name>`; unknown keys, keys in the wrong section and keys given
+        twice are errors. Keys a dataset implies when left out (client-folders: its
+        partition and client count) are filled in."""
         spec = key_spec()
         parts: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-        for key, value in implied_values(flat_values(values)).items():
+        flat = implied_values(flat_values(values))
+        settings = settings_of(flat)
+        for key, value in flat.items():
+            if is_setting(key):
+                continue
             section, f = spec[key]
             value = coerce(key, f, value)
             if key == "init-weights" or (key == "model" and is_keras_file(value)):
@@ -98,25 +109,32 @@ class ExperimentConfig:
             if "registry" in f.metadata:
                 check_name(key, f.metadata["registry"], value)
             parts[section][f.name] = value
-        cfg = cls(**{name: SECTIONS[name](**kw) for name, kw in parts.items()})
+        sections = {name: SECTIONS[name](**kw) for name, kw in parts.items()}
+        cfg = cls(**sections, plugin=settings)
         check_combinations(cfg)
         return cfg
 
     def to_flat(self) -> dict[str, Any]:
-        """All keys with their resolved values (what `config.toml` records)."""
+        """All keys with their resolved values (what `config.toml` records), then the
+        plug-in settings as `plugin.<name>` (none when the table is empty)."""
         out: dict[str, Any] = {}
         for name in SECTIONS:
             section = getattr(self, name)
             for f in dataclasses.fields(section):
                 out[f.name.replace("_", "-")] = getattr(section, f.name)
+        out.update(self.plugin.flat())
         return out
 
     def to_nested(self) -> dict[str, dict[str, Any]]:
-        """All keys grouped by section (Flower's `[tool.flwr.app.config]` tables)."""
+        """All keys grouped by section (Flower's `[tool.flwr.app.config]` tables), and
+        `[plugin]` when there are settings."""
         spec = key_spec()
         out: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         for key, value in self.to_flat().items():
-            out[spec[key][0]][key] = value
+            if not is_setting(key):
+                out[spec[key][0]][key] = value
+        if self.plugin:
+            out[TABLE] = dict(self.plugin)
         return out
 
     def replace(self, **flat: Any) -> ExperimentConfig:

@@ -15,6 +15,7 @@ from typing import Any
 from learning.config_keys import canonical_key, flat_values
 from learning.config_schema import SECTIONS
 from learning.errors import ConfigError
+from learning.plugin_settings import TABLE
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -47,7 +48,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """A TOML file's experiment keys, canonical and flat.
 
     Keys may be flat at the top level or grouped in the section tables `perennial keys`
-    prints (`[train] lr = 0.05`); a top-level `[experiment]` table is also accepted.
+    prints (`[train] lr = 0.05`); a top-level `[experiment]` table is also accepted, and
+    `[plugin]` holds the plug-ins' own settings (`plugin.<name>` once flat).
     """
     p = Path(path)
     data = read_toml(p)
@@ -59,10 +61,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         if not isinstance(value, dict):
             dotted[key] = value
             continue
-        if key not in SECTIONS:
+        if key not in SECTIONS and key != TABLE:
             raise ConfigError(
                 f"config file {str(p)!r} has a table [{key}], which is not a section; "
-                f"sections are {list(SECTIONS)}"
+                f"sections are {list(SECTIONS)}, and [{TABLE}] for plug-in settings"
             )
         for name, inner in value.items():
             if isinstance(inner, dict):

@@ -10,6 +10,7 @@ from typing import Any
 
 from learning.config_schema import SECTIONS
 from learning.errors import ConfigError
+from learning.plugin_settings import TABLE, is_setting, setting_key
 
 
 def key_spec() -> dict[str, tuple[str, dataclasses.Field]]:
@@ -45,9 +46,17 @@ def _unknown(key: str, candidates: list[str]) -> ConfigError:
 def canonical_key(key: str) -> str:
     """The flat kebab-case name of `key`, given flat (`lr`) or as `section.key`
     (`train.lr`, what Flower makes of a `[train]` table); a one-line ConfigError for an
-    unknown key, a typo (with a "did you mean"), or a key under the wrong section."""
+    unknown key, a typo (with a "did you mean"), or a key under the wrong section. A
+    plug-in setting `plugin.<name>` is its own canonical form (plugin_settings.py)."""
     if key in _SPEC:
         return key
+    if is_setting(key):
+        return setting_key(key)
+    if key == TABLE:
+        raise ConfigError(
+            f"{TABLE!r} is the table of plug-in settings; write {TABLE}.NAME=VALUE "
+            f"(or [{TABLE}] NAME = VALUE in a TOML file)"
+        )
     if "." not in key:
         raise _unknown(key, list(_SPEC))
     section, name = key.split(".", 1)

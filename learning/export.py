@@ -9,7 +9,9 @@ Loading it back as `model =` or `init-weights =` unwraps it (models.EXPORT_NAME)
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,14 +24,16 @@ def export_model(
     num_classes: int,
     weights: list[np.ndarray],
     path: str | Path,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `weights` of `model_name` wrapped with its preprocessing to `path` (atomic)."""
+    """Write `weights` of `model_name` (built with the [plugin] `settings`) wrapped with
+    its preprocessing to `path` (atomic)."""
     from learning.tf_import import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    inner = build_model(model_name, tuple(input_shape), num_classes)
+    inner = build_model(model_name, tuple(input_shape), num_classes, settings)
     inner.set_weights([np.asarray(w) for w in weights])
     raw = keras.Input(shape=tuple(input_shape), dtype="uint8", name="images")
     scaled = keras.layers.Rescaling(1.0 / 255.0, name="to_float_images")(raw)

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from learning.config import DataConfig, ExperimentConfig
+from learning.config import DataConfig, ExperimentConfig, PluginSettings
 from learning.datasets import Dataset, load_dataset, subset
 from learning.partition import label_histograms, partition_as_configured
 from learning.sampled_partition import SampledShards
@@ -24,22 +24,29 @@ from learning.scenarios import (
 from learning.streams import Tag, generator
 
 
+# The [plugin] settings are part of every key: a plug-in loader or partitioner may read them.
 @lru_cache(maxsize=4)
-def _dataset(data: DataConfig, seed: int) -> Dataset:
-    ds = load_dataset(data.dataset, data.data_path, image_size=data.image_size, color=data.color)
+def _dataset(data: DataConfig, seed: int, plugin: PluginSettings) -> Dataset:
+    ds = load_dataset(
+        data.dataset, data.data_path, image_size=data.image_size, color=data.color, settings=plugin
+    )
     if data.train_subset or data.test_subset:
         ds = subset(ds, data.train_subset, data.test_subset, seed)
     return ds
 
 
 def dataset_for(cfg: ExperimentConfig) -> Dataset:
-    return _dataset(cfg.data, cfg.federation.seed)
+    return _dataset(cfg.data, cfg.federation.seed, cfg.plugin)
 
 
 @lru_cache(maxsize=4)
-def _partitions(data: DataConfig, num_clients: int, seed: int) -> tuple[np.ndarray, ...]:
-    ds = _dataset(data, seed)
-    parts = partition_as_configured(data, ds.y_train, num_clients, seed, ds.owners)
+def _partitions(
+    data: DataConfig, num_clients: int, seed: int, plugin: PluginSettings
+) -> tuple[np.ndarray, ...]:
+    ds = _dataset(data, seed, plugin)
+    parts = partition_as_configured(
+        data, ds.y_train, num_clients, seed, owners=ds.owners, settings=plugin
+    )
     return tuple(parts)
 
 
@@ -49,7 +56,7 @@ def partitions_for(cfg: ExperimentConfig) -> Sequence[np.ndarray]:
         n = len(dataset_for(cfg).y_train)
         seed, k = cfg.federation.seed, cfg.data.examples_per_client
         return SampledShards(n, cfg.federation.num_clients, seed, k)
-    return _partitions(cfg.data, cfg.federation.num_clients, cfg.federation.seed)
+    return _partitions(cfg.data, cfg.federation.num_clients, cfg.federation.seed, cfg.plugin)
 
 
 def client_shard(cfg: ExperimentConfig, partition_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +77,9 @@ def partition_histograms(cfg: ExperimentConfig) -> np.ndarray:
 
 def _task_cfg(cfg: ExperimentConfig) -> ExperimentConfig:
     """The parts of a config a task's data depends on (cache key; train keys excluded)."""
-    return ExperimentConfig(data=cfg.data, federation=cfg.federation, continual=cfg.continual)
+    return ExperimentConfig(
+        data=cfg.data, federation=cfg.federation, continual=cfg.continual, plugin=cfg.plugin
+    )
 
 
 @lru_cache(maxsize=16)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from learning.errors import ConfigError
 from learning.plugins import call, is_keras_file, is_plugin, plugin_error
@@ -114,9 +115,15 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int):
+def build_model(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    settings: Mapping[str, Any] | None = None,
+):
     """Build (not compile) the named model, plug-in or saved Keras model for images of
-    `input_shape`; a plug-in's output is checked (shape, softmax) before it is used."""
+    `input_shape`; a plug-in's output is checked (shape, softmax) before it is used. A
+    builder that asks for `settings` gets the [plugin] table (learning/plugins.py)."""
     check_model_name(name)
     shape, k = tuple(int(s) for s in input_shape), int(num_classes)
     if not is_plugin(name):
@@ -124,7 +131,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int):
     if is_keras_file(name):
         model = load_keras_model(name, "model")
     else:
-        model = call("model", name, shape, k)
+        model = call("model", name, shape, k, settings=settings)
         if not isinstance(model, _keras().Model):
             raise plugin_error("model", name, f"returned {type(model).__name__}, not a keras.Model")
     check_softmax(model, shape, k, name)

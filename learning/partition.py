@@ -7,9 +7,9 @@ O(N log N) even for 100,000 clients. Results are sorted int64 index arrays into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from numbers import Integral
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -266,16 +266,18 @@ def partition(
     quantity_sigma: float = 1.0,
     examples_per_client: int = 20,
     owners: np.ndarray | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[np.ndarray]:
     """Split ``range(len(labels))`` into ``num_clients`` disjoint, sorted int64 index arrays.
 
     Deterministic for a given seed. All parameters are validated whatever the scheme, so a
     bad value in a config is reported even when the chosen scheme ignores it. ``owners``
-    (each example's client, from a dataset split by client) is what `natural` groups by.
+    (each example's client, from a dataset split by client) is what `natural` groups by;
+    ``settings`` (the [plugin] table) reach a plug-in partitioner that asks for them.
     """
     scheme = PARTITIONERS.get(name)
     if scheme is None and is_plugin(name):
-        scheme = plugin_scheme(name)
+        scheme = plugin_scheme(name, settings)
     if scheme is None:
         raise ConfigError(f"unknown partition {name!r}; expected one of {sorted(PARTITIONERS)}")
     y = _check_labels(labels)
@@ -319,9 +321,11 @@ def partition_as_configured(
     num_clients: int,
     seed: int,
     owners: np.ndarray | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[np.ndarray]:
     """`partition` with the partitioner and its parameters taken from the data config;
-    `owners` is the dataset's own split (`Dataset.owners`), if it has one."""
+    `owners` is the dataset's own split (`Dataset.owners`), if it has one, and `settings`
+    a plug-in's [plugin] table."""
     return partition(
         data.partition,
         labels,
@@ -334,4 +338,5 @@ def partition_as_configured(
         quantity_sigma=data.quantity_sigma,
         examples_per_client=data.examples_per_client,
         owners=owners,
+        settings=settings,
     )

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from learning.plugins import call, plugin_error
 
 
-def plugin_scheme(value: str) -> Callable[..., list]:
-    """A user partitioner ("pkg.mod:split") called as (labels, num_clients, rng), its
-    answer checked: one index array per client, integers in range, no index twice."""
+def plugin_scheme(value: str, settings: Mapping[str, Any] | None = None) -> Callable[..., list]:
+    """A user partitioner ("pkg.mod:split") called as (labels, num_clients, rng), with
+    `settings=` the [plugin] table if it asks, its answer checked: one index array per
+    client, integers in range, no index twice."""
 
     def scheme(y: np.ndarray, k: int, rng: np.random.Generator, **_: object) -> list:
-        parts = call("partition", value, y.copy(), k, rng)
+        parts = call("partition", value, y.copy(), k, rng, settings=settings)
         if not isinstance(parts, (list, tuple)) or len(parts) != k:
             got = len(parts) if isinstance(parts, (list, tuple)) else type(parts).__name__
             raise plugin_error("partition", value, f"returned {got} parts for {k} clients")

@@ -41,11 +41,14 @@ def pack(obj: Any) -> str:
     return f"{PREFIX}{name}:{payload}"
 
 
+def object_name(value: str) -> str:
+    """The packed object's (sanitised) name: a label or directory name for it."""
+    return value[len(PREFIX) :].split(":", 1)[0]
+
+
 def display(value: str) -> str:
-    """A short name for errors, labels and directory names (the payload is kilobytes)."""
-    if not is_pickled(value):
-        return value
-    return f"<{value[len(PREFIX) :].split(':', 1)[0]} object>"
+    """A short name for errors and summaries (the payload is kilobytes)."""
+    return f"<{object_name(value)} object>" if is_pickled(value) else value
 
 
 def unpack(key: str, value: str) -> Any:

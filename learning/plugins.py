@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from learning.errors import ConfigError
@@ -89,7 +89,7 @@ def _check_callable(key: str, value: str, obj: Any, attr: str) -> Callable[..., 
     if inspect.isclass(obj) and key == "strategy":
         return obj
     try:
-        inspect.signature(obj).bind(*range(ARITY[key]))
+        inspect.signature(obj).bind(*range(ARITY[key]), **settings_kwargs(obj, {}))
     except TypeError:
         raise plugin_error(
             key, value, f"{attr!r} cannot be called with {ARITY[key]} positional argument(s)"
@@ -99,11 +99,24 @@ def _check_callable(key: str, value: str, obj: Any, attr: str) -> Callable[..., 
     return obj
 
 
-def call(key: str, value: str, *args: Any) -> Any:
-    """Call the plug-in; an exception inside it becomes the key's one-line error."""
+def settings_kwargs(fn: Callable[..., Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"settings": a copy of the [plugin] table}` for a plug-in (function or class) that
+    declares a parameter `settings` taking a keyword, else nothing: a plug-in asks for
+    its settings by naming them, and one that does not is called as it always was."""
+    try:
+        param = inspect.signature(fn).parameters.get("settings")
+    except (TypeError, ValueError):  # a builtin without a signature
+        return {}
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {"settings": dict(settings)} if param is not None and param.kind in keyword else {}
+
+
+def call(key: str, value: str, *args: Any, settings: Mapping[str, Any] | None = None) -> Any:
+    """Call the plug-in (with `settings=` if it asks: `settings_kwargs`); an exception
+    inside it becomes the key's one-line error."""
     fn = resolve(key, value)
     try:
-        return fn(*args)
+        return fn(*args, **settings_kwargs(fn, settings or {}))
     except ConfigError:
         raise
     except Exception as exc:  # the user's code failed: say where, in one line

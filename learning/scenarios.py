@@ -163,5 +163,7 @@ def task_partition(
     idx = task_examples(cfg, labels, task, num_classes)
     seed = cfg.federation.seed * TASK_SEED + task + 1
     who = None if owners is None else owners[idx]
-    parts = partition_as_configured(d, labels[idx], cfg.federation.num_clients, seed, who)
+    parts = partition_as_configured(
+        d, labels[idx], cfg.federation.num_clients, seed, owners=who, settings=cfg.plugin
+    )
     return [idx[p] for p in parts]

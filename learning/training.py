@@ -15,10 +15,13 @@ replay's extra examples (both arguments of the compiled epoch, gathered per batc
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from learning.models import build_model
+from learning.plugin_settings import PluginSettings
 from learning.train_types import ContinualInputs, LocalTrainConfig, StepMode, TrainResult
 
 _TRAINERS: dict[tuple, Trainer] = {}
@@ -39,12 +42,18 @@ def configure_threads(num_threads: int) -> None:
 class Trainer:
     """One built model with compiled train and predict functions."""
 
-    def __init__(self, model_name: str, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(
+        self,
+        model_name: str,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        settings: Mapping[str, Any] | None = None,
+    ):
         from learning.tf_import import import_tensorflow
 
         tf = import_tensorflow()
         self.tf = tf
-        self.model = build_model(model_name, input_shape, num_classes)
+        self.model = build_model(model_name, input_shape, num_classes, settings)
         self.num_classes = num_classes
         self.trace_count = 0
         variables = self.model.trainable_variables
@@ -317,11 +326,18 @@ class Trainer:
         return loss_sum / len(y), hits / len(y)
 
 
-def get_trainer(model_name: str, input_shape: tuple[int, ...], num_classes: int) -> Trainer:
-    """The process-wide trainer for this model and data shape (built on first use)."""
-    key = (model_name, tuple(int(s) for s in input_shape), int(num_classes))
+def get_trainer(
+    model_name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    settings: Mapping[str, Any] | None = None,
+) -> Trainer:
+    """The process-wide trainer for this model, data shape and [plugin] settings (a
+    builder may read them; built on first use)."""
+    plugin = PluginSettings(settings)
+    key = (model_name, tuple(int(s) for s in input_shape), int(num_classes), plugin)
     if key not in _TRAINERS:
-        _TRAINERS[key] = Trainer(model_name, key[1], key[2])
+        _TRAINERS[key] = Trainer(model_name, key[1], key[2], plugin)
     return _TRAINERS[key]
 
 
@@ -331,17 +347,18 @@ def initial_weights(
     num_classes: int,
     seed: int,
     init_weights: str = "",
+    settings: Mapping[str, Any] | None = None,
 ) -> list[np.ndarray]:
     """Seeded initial global weights (Keras initialisers under a fixed seed), a `.keras`
     model's own weights, or, with `init_weights`, those stored there (warm start; it
-    takes precedence over a `.keras` model's weights)."""
+    takes precedence over a `.keras` model's weights). `settings`: the [plugin] table."""
     from learning.tf_import import import_tensorflow
 
     import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(int(seed))
-    model = build_model(model_name, tuple(input_shape), num_classes)
+    model = build_model(model_name, tuple(input_shape), num_classes, settings)
     weights = [np.asarray(w) for w in model.get_weights()]
     del model
     if init_weights:

@@ -28,6 +28,8 @@ from typing import Any
 from learning.config import ExperimentConfig
 from learning.config_schema import without_default_clock_keys
 from learning.errors import ConfigError
+from learning.plugin_settings import is_setting
+from learning.plugins import FORMS, is_plugin
 
 KEY_FILE = "server-key"
 # Keys the server uses and no client may see; stripped from every message.
@@ -49,8 +51,13 @@ SERVER_SIDE_KEYS = frozenset({"clients-per-message", "init-weights"})
 
 def _unused(flat: dict[str, Any]) -> set[str]:
     """Keys that change nothing in this config: `examples-per-client` outside the
-    sampled partition (neither sent nor hashed, so adding the key moved no run)."""
-    return set() if flat.get("partition") == "sampled" else {"examples-per-client"}
+    sampled partition (neither sent nor hashed, so adding the key moved no run), and
+    `[plugin]` settings when no key names a plug-in (nothing reads them: a built-in
+    baseline in a grid whose base holds them is the run it is without them)."""
+    unused = set() if flat.get("partition") == "sampled" else {"examples-per-client"}
+    if not any(is_plugin(str(flat.get(key, ""))) for key in FORMS):
+        unused |= {k for k in flat if is_setting(k)}
+    return unused
 
 
 def client_config(flat: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class TaskEvaluator:
     def __init__(self, cfg: ExperimentConfig):
         ds = dataset_for(cfg)
         self.cfg = cfg
-        self.trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+        self.trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
         self.tests: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.ends = task_end_rounds(cfg)
         self.timed = on_clock(cfg)

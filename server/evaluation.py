@@ -16,7 +16,7 @@ class CentralEvaluator:
         ds = dataset_for(cfg)
         self.x = to_float_images(ds.x_test)
         self.y = ds.y_test
-        self.trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+        self.trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
 
     def __call__(self, weights: list[np.ndarray]) -> tuple[float, float]:
         """(loss, accuracy) of `weights` on the test split."""

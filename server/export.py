@@ -71,9 +71,9 @@ def write_exports(
     """`model.keras` from the final weights and `best.keras` from the best round's."""
     ds = dataset_for(cfg)
     shape, k = ds.input_shape, ds.num_classes
-    export_model(cfg.train.model, shape, k, final, Path(run_dir) / "model.keras")
+    export_model(cfg.train.model, shape, k, final, Path(run_dir) / "model.keras", cfg.plugin)
     best = keeper.best[2] if keeper.best is not None else final
-    export_model(cfg.train.model, shape, k, best, Path(run_dir) / "best.keras")
+    export_model(cfg.train.model, shape, k, best, Path(run_dir) / "best.keras", cfg.plugin)
 
 
 def export_round(run_dir: str | Path, rnd: int | None, out: str | Path | None) -> Path:
@@ -99,4 +99,4 @@ def export_round(run_dir: str | Path, rnd: int | None, out: str | Path | None) -
         )
     ds = dataset_for(cfg)
     path = Path(out) if out else run / f"model-round{rnd}.keras"
-    return export_model(cfg.train.model, ds.input_shape, ds.num_classes, weights, path)
+    return export_model(cfg.train.model, ds.input_shape, ds.num_classes, weights, path, cfg.plugin)

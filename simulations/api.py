@@ -30,7 +30,7 @@ import learning  # noqa: F401  (privacy defaults: telemetry off)
 import strategies  # noqa: F401  (registers the strategy names the config checks)
 from learning.config import ExperimentConfig, build_config, canonical_key, flat_values
 from learning.errors import ConfigError
-from learning.plugin_objects import display, pack, trust_pickled_plugins
+from learning.plugin_objects import is_pickled, object_name, pack, trust_pickled_plugins
 from learning.plugins import FORMS
 from simulations.run_output import preflight, write_run_report
 
@@ -106,7 +106,8 @@ def _by_value(key: str, value: Any) -> Any:
 
 def default_out(cfg: ExperimentConfig) -> Path:
     """runs/<time>-<strategy>, numbered if that exists."""
-    name = display(cfg.strategy.strategy).strip("<>").replace(" object", "")
+    value = cfg.strategy.strategy
+    name = object_name(value) if is_pickled(value) else value
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{stamp}-{name.replace('/', '_')}"
     out, n = base, 1
@@ -214,7 +215,9 @@ def bench(
     else:
         parsed = load_grid(grid)
         where = Path(out or Path("bench-out") / Path(grid).stem)
-    preflight(ExperimentConfig.from_flat(parsed.cells[0].values))
+    seen: set[tuple] = set()  # each distinct data set-up and plug-in is checked once
+    for cell in parsed.cells:
+        preflight(ExperimentConfig.from_flat(cell.values), seen)
     where.mkdir(parents=True, exist_ok=True)
     say(f"perennial: bench directory {where} ({len(parsed.cells)} cells)")
     run_grid(parsed, where, ray_address=ray_address, quiet=quiet)
@@ -236,8 +239,8 @@ def bench(
 
 
 def _grid_by_value(grid: Mapping[str, Any]) -> dict[str, Any]:
-    """A grid dict with Python objects packed; a variant whose strategy is an object and
-    has no name is named after the object (its label and directory name)."""
+    """A grid dict with Python objects packed (bench names a variant or axis value that
+    is an object after the object)."""
 
     def packed(table: Mapping[str, Any]) -> dict[str, Any]:
         flat = _dotted(table)
@@ -245,13 +248,6 @@ def _grid_by_value(grid: Mapping[str, Any]) -> dict[str, Any]:
 
     data: dict[str, Any] = {k: v for k, v in grid.items() if k not in ("base", "variant")}
     data["base"] = packed(grid.get("base", {}))
-    variants = []
-    for variant in grid.get("variant", []):
-        v = packed(variant)
-        strategy = v.get("strategy")
-        if "name" not in v and isinstance(strategy, str) and strategy != display(strategy):
-            v["name"] = display(strategy).strip("<>").replace(" object", "")
-        variants.append(v)
-    if variants:
-        data["variant"] = variants
+    if "variant" in grid:
+        data["variant"] = [packed(variant) for variant in grid["variant"]]
     return data

@@ -16,6 +16,9 @@ proximal-mu = 0.1
 target-accuracy = 0.8       # for "rounds to reach target"
 ```
 
+Plug-ins by import path may stand wherever a name does, and `[base.plugin]`,
+`[variant.plugin]` or a `"plugin.<name>"` axis set their settings; a cell or variant
+named by a plug-in takes its attribute's name ("pkg.mod:MeanPlus" -> "MeanPlus").
 Each cell runs in `OUT/cells/<label>/` and counts as finished once its `summary.json`
 exists, so a killed bench started again runs only the unfinished cells (a partial
 cell directory is cleared first). Results are aggregated over `seed` (mean +- std).
@@ -35,6 +38,9 @@ from typing import Any
 
 from learning.config import SECTIONS, ExperimentConfig, canonical_key, flat_values, read_toml
 from learning.errors import ConfigError
+from learning.plugin_objects import is_pickled, object_name
+from learning.plugin_settings import TABLE
+from learning.plugins import FORMS, is_keras_file, is_plugin
 from server.run_dir import read_metrics
 from simulations.bench_tables import CONTINUAL_KEYS
 
@@ -48,11 +54,16 @@ class Cell:
 
     @property
     def label(self) -> str:
+        """The cell's directory name: no path separators, spaces or ':' (a plug-in's
+        import path), which other tools read as a separator (TensorBoard's logdir_spec)."""
         parts = [self.variant] + [f"{k}-{v}" for k, v in self.axes]
         parts = [p.replace("#", "").replace("=", "") for p in parts]
         if self.seed is not None:
             parts.append(f"seed-{self.seed}")
-        return "__".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
+        return "__".join(
+            str(p).replace("/", "_").replace("\\", "_").replace(":", "_").replace(" ", "")
+            for p in parts
+        )
 
     @property
     def group(self) -> str:
@@ -100,7 +111,8 @@ def load_grid(path: str | Path | dict[str, Any]) -> Grid:
     names: set[str] = set()
     for variant in variants:
         params = _keys({k: v for k, v in variant.items() if k != "name"})
-        name = str(variant.get("name") or params.get("strategy") or base.get("strategy", "fedavg"))
+        strategy = params.get("strategy") or base.get("strategy", "fedavg")
+        name = str(variant.get("name") or short_name("strategy", strategy))
         if name in names:
             raise ConfigError(f"grid variant name {name!r} appears twice; give each a name")
         names.add(name)
@@ -114,6 +126,7 @@ def load_grid(path: str | Path | dict[str, Any]) -> Grid:
                     values["seed"] = seed
                 ExperimentConfig.from_flat(values)  # fail before anything runs
                 cells.append(Cell(name, fixed, seed, values))
+    _check_labels(cells)
     if baseline is not None and baseline not in names:
         raise ConfigError(
             f"[bench] baseline {baseline!r} is not a variant; expected one of {sorted(names)}"
@@ -121,12 +134,36 @@ def load_grid(path: str | Path | dict[str, Any]) -> Grid:
     return Grid(cells, float(target), against, baseline)
 
 
+def short_name(key: str, value: Any) -> str:
+    """`key`'s value as a cell or variant is named by it: a plug-in by its attribute
+    ("my_pkg.strategies:MeanPlus" -> "MeanPlus"), a .keras model by its file's stem."""
+    text = str(value)
+    if key not in FORMS or not isinstance(value, str) or not is_plugin(text):
+        return text
+    if is_pickled(text):  # an object from the Python API: its own name
+        return object_name(text)
+    return Path(text).stem if is_keras_file(text) else text.rpartition(":")[2]
+
+
+def _check_labels(cells: list[Cell]) -> None:
+    """Two cells may not share a directory (short plug-in names can meet)."""
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.label in seen:
+            raise ConfigError(
+                f"two grid cells would share the directory {cell.label!r}; give the "
+                'variants or axis values distinct names (name = "...")'
+            )
+        seen[cell.label] = cell
+
+
 def _keys(table: dict[str, Any]) -> dict[str, Any]:
     """A grid table's keys in canonical flat form: flat, `section.key`, or section
-    sub-tables (`[base.train] lr = 0.1`) all name the same key."""
+    sub-tables (`[base.train] lr = 0.1`, `[base.plugin] width = 64`) all name the same
+    key."""
     dotted: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict) and key in SECTIONS:
+        if isinstance(value, dict) and (key in SECTIONS or key == TABLE):
             dotted.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             dotted[key] = value
@@ -140,8 +177,9 @@ def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:
     """
     if isinstance(value, dict):
         keys = {k: v for k, v in value.items() if k != "name"}
-        return str(value.get("name") or "-".join(str(v) for v in keys.values())), keys
-    return str(value), {key: value}
+        label = "-".join(short_name(canonical_key(k), v) for k, v in keys.items())
+        return str(value.get("name") or label), keys
+    return short_name(key, value), {key: value}
 
 
 def is_finished(cell_dir: Path) -> bool:

@@ -95,6 +95,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     defaults = ExperimentConfig().to_flat()
     for key, (section, f) in key_spec().items():
         print(f"{key:<22} {section:<11} {defaults[key]!r:<16} {f.metadata.get('help', '')}")
+    text = "your plug-ins' own settings (scalars), e.g. [plugin] width = 64; docs/extending.md"
+    print(f"{'plugin.<name>':<22} {'plugin':<11} {'(none)':<16} {text}")
     return 0
 
 

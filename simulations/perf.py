@@ -88,9 +88,11 @@ def run_bare(cfg: ExperimentConfig) -> list[float]:
     }  # only the clients that train (a 1,000,000-client federation costs no table)
     shards = {pid: client_shard(cfg, pid) for pid in sorted(sampled)}
     shards = {pid: (to_float_images(x), y) for pid, (x, y) in shards.items()}
-    weights = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, fed.seed)
+    weights = initial_weights(
+        cfg.train.model, ds.input_shape, ds.num_classes, fed.seed, settings=cfg.plugin
+    )
     started = time.perf_counter()
-    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
     rounds: list[float] = []
     for rnd in range(1, fed.rounds + 1):
         results = []

@@ -40,7 +40,7 @@ def train(msg: Message, context: Context) -> Message:
     ds = dataset_for(cfg)
     x, y = client_shard(cfg, pid)
     keras.backend.clear_session()
-    model = build_model(cfg.train.model, ds.input_shape, ds.num_classes)
+    model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=cfg.train.lr),
         loss="sparse_categorical_crossentropy",
@@ -74,7 +74,9 @@ def quickstart_server(cfg: ExperimentConfig, out: dict[str, Any]) -> ServerApp:
     def main(grid: Grid, context: Context) -> None:
         fed = cfg.federation
         ds = dataset_for(cfg)
-        weights = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, fed.seed)
+        weights = initial_weights(
+            cfg.train.model, ds.input_shape, ds.num_classes, fed.seed, settings=cfg.plugin
+        )
         strategy = FedAvg(
             fraction_train=fed.clients_per_round / fed.num_clients,
             fraction_evaluate=0.0,

@@ -6,37 +6,66 @@ neither imports the other's private helpers.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 from learning.config import ExperimentConfig
 from learning.plugins import is_plugin
 
 
-def preflight(cfg: ExperimentConfig) -> None:
-    """Catch every name and data problem before anything is written or started."""
+def preflight(cfg: ExperimentConfig, seen: set[tuple] | None = None) -> None:
+    """Catch every name and data problem before anything is written or started.
+
+    With `seen` (a bench's grid), each check runs once per distinct thing it checks: the
+    data and split, a plug-in strategy or model with its [plugin] settings, a central-DP
+    plan; a check already in `seen` is skipped, so a grid pays once per plug-in."""
     from learning.federated_data import dataset_for, partitions_for
 
+    done = set() if seen is None else seen
+    if seen is None and cfg.plugin and not plugins_named(cfg):
+        print(
+            "perennial: note: [plugin] settings are given but no key names a plug-in; "
+            "nothing reads them",
+            file=sys.stderr,
+        )
+
+    def first(*key: object) -> bool:
+        new = key not in done
+        done.add(key)
+        return new
+
     ds = dataset_for(cfg)
-    partitions_for(cfg)
-    if is_plugin(cfg.strategy.strategy):  # built once here: a bad class is one line
-        from strategies.registry import build_strategy
+    fed, t, plugin = cfg.federation, cfg.train, cfg.plugin
+    if first("data", cfg.data, fed.num_clients, plugin):  # one seed's split tries the code
+        partitions_for(cfg)
+    if is_plugin(cfg.strategy.strategy) and first("strategy", cfg.strategy, plugin):
+        from strategies.registry import build_strategy  # built once here: a bad class is one line
 
-        build_strategy(cfg, cfg.federation.clients_per_round)
-    t = cfg.train
-    if is_plugin(t.model) or t.init_weights:  # softmax probe, warm-start shapes
-        from learning.training import initial_weights
+        build_strategy(cfg, fed.clients_per_round)
+    shape = (ds.input_shape, ds.num_classes)
+    if (is_plugin(t.model) or t.init_weights) and first(
+        "model", t.model, t.init_weights, shape, plugin
+    ):
+        from learning.training import initial_weights  # softmax probe, warm-start shapes
 
-        initial_weights(t.model, ds.input_shape, ds.num_classes, 0, t.init_weights)
-    if cfg.privacy.dp == "central":
+        initial_weights(t.model, ds.input_shape, ds.num_classes, 0, t.init_weights, settings=plugin)
+    unseeded = dataclasses.replace(fed, seed=0)  # the DP plan does not depend on the seed
+    if cfg.privacy.dp == "central" and first("dp", cfg.privacy, unseeded, t.model, shape, plugin):
         from privacy.accounting import check_central_dp, check_secagg_clipping
 
         check_central_dp(cfg)
         if cfg.privacy.secure_aggregation:
             from learning.training import initial_weights
 
-            ds = dataset_for(cfg)
-            w = initial_weights(cfg.train.model, ds.input_shape, ds.num_classes, 0)
+            w = initial_weights(t.model, ds.input_shape, ds.num_classes, 0, settings=plugin)
             check_secagg_clipping(cfg, sum(a.size for a in w))
+
+
+def plugins_named(cfg: ExperimentConfig) -> list[str]:
+    """The registry-backed values that name plug-ins (model, dataset, partition, strategy)."""
+    values = (cfg.train.model, cfg.data.dataset, cfg.data.partition, cfg.strategy.strategy)
+    return [v for v in values if is_plugin(v)]
 
 
 def print_summary(summary: dict, out: Path) -> None:

@@ -14,7 +14,7 @@ from flwr.serverapp import strategy as fl
 
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
-from learning.plugins import call, is_plugin, plugin_error, resolve
+from learning.plugins import call, is_plugin, plugin_error, resolve, settings_kwargs
 from strategies.centered_clipping import CenteredClipping
 from strategies.feddyn import FedDyn
 from strategies.fednova import FedNova
@@ -144,7 +144,8 @@ def build_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
 
 def user_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
     """A user's strategy: a Strategy subclass built with the arguments ours get (all slots
-    train, no federated evaluation), or a factory called with the experiment config.
+    train, no federated evaluation), or a factory called with the experiment config;
+    either gets `settings=` (the [plugin] table) if it declares that parameter.
     perennial's loop runs it (seeded sampling, metrics, checkpoints of its array state)."""
     value = cfg.strategy.strategy
     obj = resolve("strategy", value)
@@ -152,11 +153,17 @@ def user_strategy(cfg: ExperimentConfig, num_slots: int) -> fl.Strategy:
         if not issubclass(obj, fl.Strategy):
             raise plugin_error("strategy", value, f"{obj.__name__} is not a Strategy subclass")
         try:
-            return obj(**_common(num_slots))
+            return obj(**_common(num_slots), **settings_kwargs(obj, cfg.plugin))
         except TypeError as exc:
             why = f"{obj.__name__}(**FedAvg arguments) failed ({str(exc).splitlines()[0]})"
             raise plugin_error("strategy", value, why) from None
-    built = call("strategy", value, cfg)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the user's __init__ failed (a setting missing, say)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            why = f"{obj.__name__}(...) raised {type(exc).__name__}: {first}"
+            raise plugin_error("strategy", value, why) from None
+    built = call("strategy", value, cfg, settings=cfg.plugin)
     if not isinstance(built, fl.Strategy):
         raise plugin_error("strategy", value, f"returned {type(built).__name__}, not a Strategy")
     return built

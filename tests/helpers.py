@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _env(path: Sequence[str | Path]) -> dict[str, str]:
+    """The environment of a `perennial` process: the repo (and `path`, a user's package
+    folder) on PYTHONPATH, which Ray workers inherit."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *map(str, path)])}
+
+
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 600
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    path: Sequence[str | Path] = (),
 ) -> subprocess.CompletedProcess:
     """`perennial ARGS...` as a real process; returns the completed process."""
     return subprocess.run(
@@ -22,7 +34,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=_env(path),
     )
 
 
@@ -43,7 +55,7 @@ SMALL = [
 ]
 
 
-def start_cli(*args: str, log_path: Path) -> subprocess.Popen:
+def start_cli(*args: str, log_path: Path, path: Sequence[str | Path] = ()) -> subprocess.Popen:
     """`perennial ARGS...` in its own process group (so a test can SIGKILL all of it)."""
     log = open(log_path, "w")
     return subprocess.Popen(
@@ -52,8 +64,42 @@ def start_cli(*args: str, log_path: Path) -> subprocess.Popen:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=_env(path),
     )
+
+
+def kill_after_rows(
+    proc: subprocess.Popen, run_dir: Path, rows: int, delay: float = 0.0, timeout: float = 300
+) -> None:
+    """SIGKILL the run `proc` started (its whole process group) `delay` seconds after its
+    metrics.jsonl holds `rows` rows (each row is checkpointed before it is appended), or
+    once it has exited or `timeout` passed; the caller checks where it landed."""
+    metrics, deadline = Path(run_dir) / "metrics.jsonl", time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.02)
+    time.sleep(delay)  # land anywhere in the next round, not only on a boundary
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def metric_rows(run_dir: Path, keys: Sequence[str]) -> list[dict]:
+    """The run's metrics rows, each cut to `keys` (the columns a resume must reproduce)."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: json.loads(x).get(k) for k in keys} for x in lines if x.strip()]
+
+
+def checkpoint_weights(run_dir: Path) -> list:
+    """The global weights in the run's checkpoint.npz, in the model's order."""
+    import numpy as np
+
+    with np.load(Path(run_dir) / "checkpoint.npz") as data:
+        names = sorted((k for k in data.files if k.startswith("w/")), key=lambda k: int(k[2:]))
+        return [data[k] for k in names]
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:

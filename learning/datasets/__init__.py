@@ -8,7 +8,7 @@ split passes. The vendored data stays in learning/data/ (package data).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from learning.datasets.image_folder import image_folder
 from learning.datasets.npz import npz
 from learning.datasets.plugin import plugin_dataset
 from learning.errors import ConfigError
+from learning.plugin_settings import PluginSettings, Scalar
 from learning.plugins import is_plugin
 from learning.streams import Tag, generator
 
@@ -56,17 +57,25 @@ DECODED = ("image-folder", "client-folders")  # decoded with image-size and colo
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, path: str = "", image_size: int = 32, color: str = "grey") -> Dataset:
+def load_dataset(
+    name: str,
+    path: str = "",
+    image_size: int = 32,
+    color: str = "grey",
+    settings: Mapping[str, Scalar] | None = None,
+) -> Dataset:
     """Load (once per process) a dataset by registry name or plug-in ("pkg.mod:load").
 
     ``image_size`` and ``color`` only affect the decoded formats (``image-folder``,
     ``client-folders``); the others have a fixed shape, so they are left out of the cache
-    key to avoid holding duplicate copies.
+    key to avoid holding duplicate copies. A plug-in's cache key holds the [plugin]
+    ``settings`` it may read.
     """
     if is_plugin(name):
-        if ("plugin", name) not in _CACHE:
-            _CACHE[("plugin", name)] = plugin_dataset(name)
-        return _CACHE[("plugin", name)]
+        key = ("plugin", name, PluginSettings(settings))
+        if key not in _CACHE:
+            _CACHE[key] = plugin_dataset(name, key[2])
+        return _CACHE[key]
     loader = DATASETS.get(name)
     if loader is None:
         raise ConfigError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")

@@ -1,12 +1,16 @@
 """A dataset returned by a user function ("my_pkg.data:load"), checked into the one form.
 
-The function takes no arguments and returns (x_train, y_train, x_test, y_test): NumPy
-images [N, H, W] or [N, H, W, C] (C = 1 or 3), uint8 pixels or floats in [0, 1], and
-integer labels. Floats are stored as uint8 (x * 255, rounded), the form every worker
-slices, so the trainer's / 255 gives them back to within half a grey level.
+The function takes no arguments (or only `settings`, the [plugin] table) and returns
+(x_train, y_train, x_test, y_test): NumPy images [N, H, W] or [N, H, W, C] (C = 1 or 3),
+uint8 pixels or floats in [0, 1], and integer labels. Floats are stored as uint8 (x * 255,
+rounded), the form every worker slices, so the trainer's / 255 gives them back to within
+half a grey level.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +30,10 @@ def _pixels(value: str, x: object, split: str) -> object:
     return np.rint(a * 255.0).astype(np.uint8)
 
 
-def plugin_dataset(value: str) -> Dataset:
-    """Call the user's loader and check shapes, dtypes and label range in one line."""
-    out = call("dataset", value)
+def plugin_dataset(value: str, settings: Mapping[str, Any] | None = None) -> Dataset:
+    """Call the user's loader (with the [plugin] `settings` if it asks for them) and
+    check shapes, dtypes and label range in one line."""
+    out = call("dataset", value, settings=settings)
     if not isinstance(out, (tuple, list)) or len(out) != 4:
         raise plugin_error("dataset", value, f"returned {type(out).__name__}, not a 4-tuple")
     x_train, y_train, x_test, y_test = out

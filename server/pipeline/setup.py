@@ -53,7 +53,7 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     fed = cfg.federation
     ds_shape, num_classes = _data_shape(cfg)
     t = cfg.train
-    weights = initial_weights(t.model, ds_shape, num_classes, fed.seed, t.init_weights)
+    weights = initial_weights(t.model, ds_shape, num_classes, fed.seed, t.init_weights, cfg.plugin)
     # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
     # and each trains on its own data (server/deployment.py).
     dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None

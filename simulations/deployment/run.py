@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig, absolute_path, config_values, to_toml
+from learning.config import ExperimentConfig, absolute_path, config_values, read_toml, to_toml
 from learning.config_checks import NATURAL
 from learning.datasets.client_folders import client_folder_count
 from learning.errors import ConfigError
+from learning.plugin_settings import PREFIX, TABLE
 from simulations.deployment.certs import DeployFiles
 from simulations.deployment.processes import (
     CONNECTION,
@@ -64,6 +65,23 @@ def default_nodes(config: str | None, overrides: list[str], fallback: int = 3) -
     return fallback
 
 
+def check_declared(app: Path, cfg: ExperimentConfig) -> None:
+    """Every [plugin] setting must be declared in the app's pyproject.toml: `flwr run`
+    refuses run-config keys its app does not declare (under [tool.flwr.app.config])."""
+    if not cfg.plugin:
+        return
+    declared = read_toml(app / "pyproject.toml", "Flower app file")
+    table = declared.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {})
+    known = set(table.get(TABLE, {})) if isinstance(table.get(TABLE), dict) else set()
+    for name, value in cfg.plugin.items():
+        if name not in known:
+            raise ConfigError(
+                f"plug-in setting {PREFIX}{name} is not declared in {app / 'pyproject.toml'}: "
+                f"`flwr run` refuses run-config keys its app does not declare; add "
+                f"`{to_toml({name: value}).strip()}` under [tool.flwr.app.config.{TABLE}] there"
+            )
+
+
 def run_status(files: DeployFiles, run_id: int) -> str:
     try:
         out = flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], files, 60)
@@ -88,6 +106,7 @@ def run(
     out = Path(cfg.runtime.out_dir)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {str(out)!r} already exists and is not empty")
+    check_declared(app, cfg)
     run_config = files.root / "run-config.toml"
     run_config.write_text(to_toml(cfg.to_nested()))  # Flower checks keys against pyproject's tables
     started = time.monotonic()

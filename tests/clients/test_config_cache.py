@@ -45,3 +45,16 @@ def test_a_changed_experiment_key_gives_the_new_config():
     assert a.train.lr == 0.05 and b.train.lr == 0.2
     a2, _ = client_app.experiment_from_message(_message(flat, **{"partition-id": 1}))
     assert a2 == a
+
+
+def test_plugin_settings_reach_the_client_config_and_key_its_cache():
+    """Workers and SuperNodes rebuild the config from the message: the `plugin.<name>`
+    keys are experiment keys, and a setting's type is part of the cache key."""
+    client_app._CONFIGS.clear()
+    flat = build_config(None, ["plugin.width=1"]).to_flat()
+    a, extras = client_app.experiment_from_message(_message(flat, **{"partition-id": 0}))
+    assert dict(a.plugin) == {"width": 1} and extras == {"partition-id": 0}
+    b, _ = client_app.experiment_from_message(_message({**flat, "plugin.width": True}))
+    assert b.plugin["width"] is True
+    c, _ = client_app.experiment_from_message(_message({**flat, "plugin.width": 2}))
+    assert c.plugin["width"] == 2

@@ -87,3 +87,37 @@ def test_a_model_emitting_logits_is_refused(pkg):
     with pytest.raises(ConfigError, match="not probabilities") as info:
         build_model(f"{pkg}.models:logits", (8, 8, 1), 3)
     assert "\n" not in str(info.value)
+
+
+def test_plugins_that_ask_get_the_plugin_table(pkg):
+    """A builder, loader and partitioner declaring `settings` get the [plugin] table
+    (through the config, as every process builds them); each cache keys on it."""
+    from learning.federated_data import dataset_for, partitions_for
+    from learning.training import get_trainer, initial_weights
+
+    def cfg(**settings):
+        flat = {
+            **BASE,
+            "model": f"{pkg}.models:wide",
+            "dataset": f"{pkg}.data:sized",
+            "partition": f"{pkg}.split:keep",
+        }
+        return ExperimentConfig.from_flat(
+            {**flat, **{f"plugin.{k}": v for k, v in settings.items()}}
+        )
+
+    small = cfg(width=3, examples=90, keep=40)
+    big = cfg(width=5, examples=120, keep=80)
+    assert len(dataset_for(small).y_train) == 90 and len(dataset_for(big).y_train) == 120
+    assert sum(len(p) for p in partitions_for(small)) == 40
+    assert sum(len(p) for p in partitions_for(big)) == 80
+    shapes = [
+        w.shape
+        for w in initial_weights(f"{pkg}.models:wide", (8, 8, 1), 3, 0, settings={"width": 3})
+    ]
+    assert shapes[0] == (64, 3)
+    a = get_trainer(f"{pkg}.models:wide", (8, 8, 1), 3, small.plugin)
+    b = get_trainer(f"{pkg}.models:wide", (8, 8, 1), 3, big.plugin)
+    assert a.model.get_weights()[0].shape == (64, 3) and b.model.get_weights()[0].shape == (64, 5)
+    defaults = cfg()  # the plug-in's own defaults when the table is empty
+    assert len(dataset_for(defaults).y_train) == 240

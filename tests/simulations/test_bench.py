@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_cli
+from helpers import checkpoint_weights, run_cli
 
 from learning.errors import ConfigError
 from simulations.bench import load_grid
@@ -226,3 +226,137 @@ def test_paired_differences_against_a_baseline_are_per_seed(tmp_path):
     assert row["standard_error"] == pytest.approx(0.1)  # stdev([-0.1, 0.1]) / sqrt(2)
     assert "mean ± SE" in write_paired([row], tmp_path)
     assert (tmp_path / "results_paired.csv").is_file()
+
+
+PLUGIN_GRID = """
+[base]
+dataset = "byo_pkg.data:load"
+partition = "byo_pkg.split:split"
+model = "byo_pkg.models:wide"
+rounds = 1
+num-clients = 4
+clients-per-round = 2
+lr = 0.5
+
+[base.plugin]
+width = 4
+
+[[variant]]
+strategy = "byo_pkg.strategies:MeanPlus"
+[variant.plugin]
+twist = 0.0
+
+[[variant]]
+name = "momentum"
+strategy = "byo_pkg.strategies:ServerMomentum"
+[variant.plugin]
+beta = 0.5
+width = 6
+
+[bench]
+target-accuracy = 0.5
+"""
+
+
+@pytest.fixture
+def byo(tmp_path, monkeypatch):
+    from byo_package import write_package
+
+    user = write_package(tmp_path / "user")
+    monkeypatch.syspath_prepend(str(user))
+    return user
+
+
+def test_plugin_cells_are_named_by_attribute_and_carry_their_settings(byo, tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text(PLUGIN_GRID)
+    grid = load_grid(path)
+    assert [c.label for c in grid.cells] == ["MeanPlus", "momentum"]
+    assert grid.cells[0].values["plugin.width"] == 4 and grid.cells[0].values["plugin.twist"] == 0
+    assert grid.cells[1].values["plugin.width"] == 6 and grid.cells[1].values["plugin.beta"] == 0.5
+    axis = PLUGIN_GRID.replace("[bench]", '[axes]\n"plugin.width" = [2, 3]\n[bench]')
+    axis = axis.replace("width = 6\n", "")
+    path.write_text(axis)
+    labels = [c.label for c in load_grid(path).cells]
+    assert labels[:2] == ["MeanPlus__plugin.width-2", "MeanPlus__plugin.width-3"]
+
+
+def test_a_plugin_axis_is_named_by_attribute_and_labels_have_no_colon(byo, tmp_path):
+    path = tmp_path / "g.toml"
+    text = PLUGIN_GRID.replace(
+        "[bench]", '[axes]\nmodel = ["byo_pkg.models:build", "byo_pkg.models:wide"]\n[bench]'
+    )
+    path.write_text(text.replace('name = "momentum"', 'name = "a:b c"'))
+    labels = [c.label for c in load_grid(path).cells]
+    assert labels == [
+        "MeanPlus__model-build",
+        "MeanPlus__model-wide",
+        "a_bc__model-build",
+        "a_bc__model-wide",
+    ]
+
+
+def test_cells_that_would_share_a_directory_are_refused(byo, tmp_path):
+    path = tmp_path / "g.toml"
+    text = PLUGIN_GRID.replace('name = "momentum"', 'name = "Mean_Plus"')
+    path.write_text(text)
+    load_grid(path)  # "MeanPlus" and "Mean_Plus": two directories
+    path.write_text(
+        text.replace(
+            'strategy = "byo_pkg.strategies:MeanPlus"',
+            'name = "Mean:Plus"\nstrategy = "byo_pkg.strategies:MeanPlus"',
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        load_grid(path)
+    assert "two grid cells would share the directory 'Mean_Plus'" in str(info.value)
+
+
+def test_preflight_checks_each_distinct_plugin_once(byo, tmp_path, monkeypatch):
+    """A grid's preflight builds each plug-in strategy and model once per distinct
+    [plugin] settings, not once per cell (nor only the first cell's)."""
+    import learning.training
+    import strategies.registry
+    from learning.config import ExperimentConfig
+    from simulations.run_output import preflight
+
+    models, built = [], []
+    real = strategies.registry.build_strategy
+    monkeypatch.setattr(
+        learning.training, "initial_weights", lambda *a, **k: models.append((a, k["settings"]))
+    )
+    monkeypatch.setattr(
+        strategies.registry, "build_strategy", lambda c, n: built.append(c.plugin) or real(c, n)
+    )
+    path = tmp_path / "g.toml"
+    path.write_text(PLUGIN_GRID.replace("[bench]", "[axes]\nseed = [0, 1, 2]\n[bench]"))
+    grid = load_grid(path)
+    seen: set[tuple] = set()
+    for cell in grid.cells:
+        preflight(ExperimentConfig.from_flat(cell.values), seen)
+    assert len(grid.cells) == 6 and len(built) == 2 and len(models) == 2
+    assert [dict(s) for _, s in models] == [
+        {"width": 4, "twist": 0.0},
+        {"width": 6, "beta": 0.5},
+    ]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.tf
+def test_a_bench_of_plugin_cells_runs_each_with_its_settings(byo, ray_address, tmp_path):
+    """Two cells, one round each, on Ray: the user's model, data, split and strategies
+    from PYTHONPATH, each cell's [plugin] settings reaching the server and the workers
+    (a worker that built another width would send arrays of the wrong shape)."""
+    grid = tmp_path / "g.toml"
+    grid.write_text(PLUGIN_GRID)
+    out = tmp_path / "bench"
+    proc = run_cli("bench", str(grid), "--out", str(out), "--ray-address", ray_address, path=[byo])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "results.md").read_text()
+    assert "| MeanPlus |" in md and "| momentum |" in md
+    for label, width in (("MeanPlus", 4), ("momentum", 6)):
+        cell = out / "cells" / label
+        rows = [json.loads(x) for x in (cell / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["replies"], r["failures"]) for r in rows] == [(2, 0)], label
+        assert checkpoint_weights(cell)[0].shape == (64, width), label

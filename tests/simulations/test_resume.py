@@ -4,13 +4,10 @@ uninterrupted run: final weights and the deterministic metric columns are identi
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 
 import numpy as np
 import pytest
-from helpers import run_cli, start_cli
+from helpers import checkpoint_weights, kill_after_rows, metric_rows, run_cli, start_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
 
@@ -42,33 +39,11 @@ ARGS = [
 SAME = ("round", "accuracy", "loss", "train_loss", "replies", "examples", "global_update_norm")
 
 
-def _rows(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: json.loads(x).get(k) for k in SAME} for x in lines if x.strip()]
-
-
-def _weights(run_dir):
-    with np.load(run_dir / "checkpoint.npz") as data:
-        return [data[k] for k in sorted(k for k in data.files if k.startswith("w/"))]
-
-
-def _kill_after(run_dir, rounds_done: int, proc, delay: float) -> None:
-    deadline = time.monotonic() + 300
-    metrics = run_dir / "metrics.jsonl"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= rounds_done:
-            break
-        time.sleep(0.05)
-    time.sleep(delay)  # land anywhere in the next round, not only on a boundary
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
 def test_sigkill_and_resume_matches_uninterrupted_run(ray_address, tmp_path):
     ref = tmp_path / "ref"
     proc = run_cli("run", *ARGS, "--out", str(ref), "--ray-address", ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected_rows, expected_weights = _rows(ref), _weights(ref)
+    expected_rows, expected_weights = metric_rows(ref, SAME), checkpoint_weights(ref)
     lines = (ref / "metrics.jsonl").read_text().splitlines()
     round_time = float(np.median([json.loads(x)["round_seconds"] for x in lines]))
     # Fixed, so a failure reproduces: the first round, the middle and the last that still
@@ -86,12 +61,12 @@ def test_sigkill_and_resume_matches_uninterrupted_run(ray_address, tmp_path):
             ray_address,
             log_path=tmp_path / f"killed-{k}.log",
         )
-        _kill_after(out, k, running, delay=float(rng.uniform(0.0, 0.8)) * round_time)
+        kill_after_rows(running, out, k, delay=float(rng.uniform(0.0, 0.8)) * round_time)
         assert not (out / "summary.json").exists(), f"run finished before the kill at {k}"
         resumed = run_cli("run", "--resume", str(out), "--ray-address", ray_address, "--quiet")
         assert resumed.returncode == 0, f"kill at {k}: {resumed.stderr[-3000:]}"
-        assert _rows(out) == expected_rows, f"metrics differ after kill at round {k}"
-        for a, b in zip(_weights(out), expected_weights, strict=True):
+        assert metric_rows(out, SAME) == expected_rows, f"metrics differ after kill at round {k}"
+        for a, b in zip(checkpoint_weights(out), expected_weights, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"weights differ after kill at {k}")
         summary = json.loads((out / "summary.json").read_text())
         assert summary["rounds_completed"] == ROUNDS
