@@ -119,6 +119,29 @@ def check_natural(cfg: Sections) -> None:
         )
 
 
+# Strategies whose clients keep state in the on-disk client store (clients/stateful.py).
+CLIENT_STATE_STRATEGIES = ("scaffold", "feddyn")
+
+
+def _check_checkpoint_every(cfg: Sections) -> None:
+    """The client store keeps each client's two newest states; a checkpoint N rounds back
+    would need states it has already pruned, so clients that keep state checkpoint every
+    round."""
+    every, cl = cfg.runtime.checkpoint_every, cfg.continual
+    if every == 1:
+        return
+    keeps = cfg.strategy.strategy in CLIENT_STATE_STRATEGIES and "strategy " + repr(
+        cfg.strategy.strategy
+    )
+    if cl.scenario != "none" and cl.cl_method != "finetune":
+        keeps = f"cl-method {cl.cl_method!r}"
+    if keeps:
+        raise ConfigError(
+            f"checkpoint-every = {every} with {keeps}: its clients keep state on disk, "
+            "which a resume from an older checkpoint cannot restore; use checkpoint-every = 1"
+        )
+
+
 def check_combinations(cfg: Sections) -> None:
     """Refuse combinations of keys that would not run, or not mean what they say."""
     check_natural(cfg)
@@ -129,6 +152,7 @@ def check_combinations(cfg: Sections) -> None:
             f"({fed.num_clients}); lower clients-per-round or raise num-clients"
         )
     _check_devices(cfg)  # first: async + DP/SecAgg+ get the async reason
+    _check_checkpoint_every(cfg)
     _check_privacy(cfg)
     s, t = cfg.strategy, cfg.train  # robust-aggregation bounds; optimiser assumptions
     if bad := strategy_error(

@@ -185,6 +185,9 @@ class RuntimeConfig:
     num_workers: int = _k(0, "simulation workers (0 = CPUs / cpus-per-client)", min=0)
     out_dir: str = _k("", "run directory (used by `flwr run`; the CLI sets it)")
     weights_only: bool = _k(True, "refuse client replies holding anything but weights")
+    checkpoint_every: int = _k(
+        1, "checkpoint every N rounds (async: server steps) and the last; resume loses < N", min=1
+    )
 
 
 # Strategies whose server step needs only the (weighted) mean of the updates: the only

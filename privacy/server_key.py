@@ -38,15 +38,22 @@ SERVER_ONLY_KEYS = frozenset({"privacy-seed"})
 # many clients share a message: pooling gives the same aggregate to float tolerance, so
 # a pinned privacy-seed draws the same noise either way).
 _NOT_RESULTS = frozenset(
-    {"out-dir", "num-workers", "cpus-per-client", "gpus-per-client", "clients-per-message"}
+    {
+        "out-dir",
+        "num-workers",
+        "cpus-per-client",
+        "gpus-per-client",
+        "clients-per-message",
+        "checkpoint-every",
+    }
 )
 
 
 # Keys no client reads: how the server packs clients into messages (a pooled message
 # names its clients in `partition-ids`), and the warm-start file (the server sends the
-# weights; a SuperNode need not hold the file). Not sent, so a client's config is the
-# same whether or not its round was pooled.
-SERVER_SIDE_KEYS = frozenset({"clients-per-message", "init-weights"})
+# weights; a SuperNode need not hold the file), and how often the server checkpoints.
+# Not sent, so a client's config is the same whether or not its round was pooled.
+SERVER_SIDE_KEYS = frozenset({"clients-per-message", "init-weights", "checkpoint-every"})
 
 
 def _unused(flat: dict[str, Any]) -> set[str]:

@@ -50,12 +50,17 @@ def run_rounds(
         restore_strategy(stages.strategy, resume.state)
         rows = list(resume.rows)
     spent = rows[-1]["elapsed_seconds"] if rows else 0.0
-    stages.clock.now = float(rows[-1].get("virtual_seconds", 0.0)) if rows else 0.0
+    # the clock's exact value (the row's is rounded to 6 places; older checkpoints: that)
+    saved = resume.scheduler if resume is not None else None
+    if saved is not None and "clock_now" in saved["meta"]:
+        stages.clock.now = float(saved["meta"]["clock_now"])
+    else:
+        stages.clock.now = float(rows[-1].get("virtual_seconds", 0.0)) if rows else 0.0
     state = LoopState(ArrayRecord(weights), first, rows, time.perf_counter() - spent)
     fed = stages.fed
     evaluator = RoundEvaluator(evaluate, fed.eval_every, fed.rounds, task_eval)
     observers = Observers(cfg, stages.strategy, run_dir, on_round)
     if is_async(cfg.strategy.strategy):
-        saved = resume.scheduler if resume is not None else None
         return AsyncScheduler(grid, stages, evaluator, observers, saved).run(state)
+    observers.extra_state = lambda: ({"clock_now": stages.clock.now}, {})
     return SyncScheduler(grid, stages, evaluator, observers).run(state)

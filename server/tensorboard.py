@@ -1,14 +1,16 @@
-"""Per-round metrics as TensorBoard event files, written with TensorFlow alone.
+"""Per-round metrics as TensorBoard event files.
 
-`tf.summary.scalar`/`histogram` live in the `tensorboard` package, which is not a
-dependency; TensorFlow's own `tf.summary.write` plus the plugin metadata those
-functions would attach produce the same event records, so TensorBoard (installed
-wherever someone views the logs) shows them as ordinary scalars and histograms.
+Written with the `tensorboard` package's own event-file writer and protos (pure Python,
+no TensorFlow ops): an asynchronous run writes a row per client update, and building a
+TensorFlow summary op per scalar cost about 8 ms a row; a protobuf costs microseconds.
+The records are what `tf.summary.scalar`/`histogram` write (a tensor value with the
+scalars/histograms plugin metadata), so TensorBoard shows ordinary scalars and histograms.
 """
 
 from __future__ import annotations
 
 import numbers
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _metadata(plugin_name: str, data_class: str):
-    from tensorflow.core.framework import summary_pb2
+    from tensorboard.compat.proto import summary_pb2
 
     md = summary_pb2.SummaryMetadata()
     md.plugin_data.plugin_name = plugin_name
@@ -51,10 +53,11 @@ class TensorBoardWriter:
     """One event file per run: the writer is created once, flushed after each round."""
 
     def __init__(self, log_dir: Path):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._tf = import_tensorflow()
-        self._writer = self._tf.summary.create_file_writer(str(self.log_dir))
+        self._writer = EventFileWriter(str(self.log_dir))
         self._scalar_md = _metadata("scalars", "DATA_CLASS_SCALAR")
         self._histogram_md = _metadata("histograms", "DATA_CLASS_TENSOR")
         self._closed = False
@@ -67,39 +70,41 @@ class TensorBoardWriter:
         `round` itself is the step, not a scalar. `histograms` maps full tag names
         (e.g. `updates/client_norms`) to arrays of any shape.
         """
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.util.tensor_util import make_tensor_proto
+
         if self._closed:
             raise RuntimeError("TensorBoardWriter is closed")
         step = row.get("round")
         if not _is_number(step):
             raise ValueError(f"metrics row has no numeric 'round' (got {step!r})")
-        tf = self._tf
-        step = int(step)
         # operator diagnostics of a central-DP run: fields epsilon does not cover get
         # their own tag prefix, so nobody mistakes them for released figures
         outside = set(row.get("outside_epsilon") or ())
-        with self._writer.as_default(step=step):
-            for key, value in row.items():
-                if key == "round" or not _is_number(value):
-                    continue
-                tf.summary.write(
-                    ("outside_epsilon/" if key in outside else SCALAR_PREFIX) + key,
-                    tf.constant(float(value), dtype=tf.float32),
-                    step=step,
-                    metadata=self._scalar_md,
-                )
-            for tag, values in (histograms or {}).items():
-                tf.summary.write(
-                    tag,
-                    tf.constant(histogram_buckets(values), dtype=tf.float64),
-                    step=step,
-                    metadata=self._histogram_md,
-                )
+        values = [
+            summary_pb2.Summary.Value(
+                tag=("outside_epsilon/" if key in outside else SCALAR_PREFIX) + key,
+                tensor=make_tensor_proto(np.float32(value)),
+                metadata=self._scalar_md,
+            )
+            for key, value in row.items()
+            if key != "round" and _is_number(value)
+        ]
+        values += [
+            summary_pb2.Summary.Value(
+                tag=tag, tensor=make_tensor_proto(histogram_buckets(v)), metadata=self._histogram_md
+            )
+            for tag, v in (histograms or {}).items()
+        ]
+        event = event_pb2.Event(
+            wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+        )
+        self._writer.add_event(event)
         self._writer.flush()
 
     def close(self) -> None:
         """Flush and release the event file; further writes raise."""
         if not self._closed:
-            self._writer.flush()
             self._writer.close()
             self._closed = True
 

@@ -10,6 +10,10 @@ time) runs five ways one after another in this process, each on the same Ray run
     fedbuff        the same clock, 10 in flight, a step every 5 updates
     fedasync       the same clock, 10 in flight, a step every update
 
+Every way checkpoints once per 10 applied updates, as sync does (a round of 10):
+FedBuff every 2 server steps, FedAsync every 10 (`checkpoint-every`; a checkpoint of an
+asynchronous run also holds the updates in flight, about 10 models here).
+
 Each way applies about the same number of client updates (`UPDATES`); the figure is the
 loop's wall seconds (start-up excluded, one final evaluation in each) over the updates
 that entered the model (the rows' `replies`), and its ratio to `sync`. Nothing sleeps,
@@ -66,8 +70,15 @@ WAYS: dict[str, list[str]] = {
         f"rounds={UPDATES // 5}",
         "concurrency=10",
         "fedbuff-k=5",
+        "checkpoint-every=2",
     ],
-    "fedasync": [*CLOCK, 'strategy="fedasync"', f"rounds={UPDATES}", "concurrency=10"],
+    "fedasync": [
+        *CLOCK,
+        'strategy="fedasync"',
+        f"rounds={UPDATES}",
+        "concurrency=10",
+        "checkpoint-every=10",
+    ],
 }
 
 

@@ -33,8 +33,15 @@ class Attempt:
 
 
 def collect(grid: Grid, messages: list[Message], timeout: float) -> Attempt:
-    """Send `messages`, wait for the replies, deserialise each answered one once."""
-    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    """Send `messages`, wait for the replies, deserialise each answered one once.
+
+    In simulation the replies are pulled every `PULL_INTERVAL` (Flower's own
+    `send_and_receive` sleeps 0.1 s between pulls, which an asynchronous run, sending a
+    few clients at a time, pays per send); a deployment's Grid pulls at its own pace."""
+    if type(grid).__name__ == "InMemoryGrid":  # the simulation's: a pull is a look-up
+        replies = [reply for _, reply in _replies(grid, messages, timeout)]
+    else:
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
     answered = tuple(ClientUpdate.from_reply(m) for m in replies if not m.has_error())
     sent = sum(nbytes(m.content) for m in messages)
     return Attempt(answered, len(messages) - len(answered), sent)
@@ -92,8 +99,8 @@ def collect_pooled(
     return Attempt(tuple(updates), failures, sent, pool, received)
 
 
-# Between empty pulls of pooled replies: a pull is a look-up in the in-memory LinkState
-# (tens of microseconds), and a round's last reply waits half this on average.
+# Between empty pulls of replies: a pull is a look-up in the in-memory LinkState (tens
+# of microseconds), and a send's last reply waits half this on average.
 PULL_INTERVAL = 0.01
 
 

@@ -44,7 +44,8 @@ class Observers:
         """Release, record into `rows`, checkpoint, notify; returns the released row."""
         row = release_row(row, self.cfg)  # under central DP: only what epsilon covers
         rows.append(row)
-        if self.run_dir is not None:
+        every, last = self.cfg.runtime.checkpoint_every, self.cfg.federation.rounds
+        if self.run_dir is not None and (rnd % every == 0 or rnd >= last):
             extra = self.extra_state() if self.extra_state is not None else None
             save_checkpoint(self.run_dir, rnd, weights, self.strategy, rows, extra)
         if self.on_round is not None:

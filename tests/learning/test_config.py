@@ -50,11 +50,14 @@ def test_round_trip_through_flat_keys():
         ("seed=true", "must be an integer"),
         ("dataset=npz", "needs data-path"),
         ("rounds", "expects KEY=VALUE"),
+        ("checkpoint-every=0", "'checkpoint-every' must be >= 1"),
+        ("checkpoint-every=3;strategy=scaffold", "clients keep state on disk"),
+        ("checkpoint-every=2;scenario=class-incremental;cl-method=replay", "'replay'"),
     ],
 )
 def test_bad_values_give_one_line_errors(override, fragment):
     with pytest.raises(ConfigError) as info:
-        build_config(None, [override])
+        build_config(None, override.split(";"))
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message

@@ -1,4 +1,5 @@
-"""TensorBoard event files written with TensorFlow alone read back per round."""
+"""TensorBoard event files read back per round, by TensorFlow's record reader and by
+TensorBoard's own loader (as scalars and histograms)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def test_scalars_read_back_for_every_round(tmp_path):
     # bools, strings and the step itself are not scalars
     for tag in ("metrics/evaluated", "metrics/note", "metrics/round"):
         assert read_scalars(tmp_path / "tb", tag) == {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(tmp_path / "tb"))
+    board.Reload()  # what TensorBoard's scalars dashboard loads
+    assert "metrics/accuracy" in board.Tags()["tensors"]
+    assert board.SummaryMetadata("metrics/accuracy").plugin_data.plugin_name == "scalars"
 
 
 def test_histograms_are_written_as_bucket_tensors(tmp_path):
