@@ -132,7 +132,8 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(
-            f"{str(run_dir)!r} has no {CHECKPOINT}; it did not finish a round, start it afresh"
+            f"{str(run_dir)!r} has no {CHECKPOINT}; it stopped before its first checkpoint "
+            "(after round 1, or round checkpoint-every), start it afresh"
         )
     try:
         with np.load(path, allow_pickle=False) as data:
