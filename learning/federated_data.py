@@ -134,3 +134,13 @@ def _task_test(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray
 def task_test_set(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images, int64 labels) the global model is tested on for `task`."""
     return _task_test(_task_cfg(cfg), int(task))
+
+
+def clear_caches() -> None:
+    """Forget every dataset, partition and task split read in this process: the Python
+    API calls it before each run, since a notebook may rewrite the data between runs."""
+    from learning.datasets import clear_dataset_cache
+
+    clear_dataset_cache()
+    for cached in (_dataset, _partitions, _task_partitions, _task_shard, _task_test):
+        cached.cache_clear()

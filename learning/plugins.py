@@ -111,6 +111,14 @@ def settings_kwargs(fn: Callable[..., Any], settings: Mapping[str, Any]) -> dict
     return {"settings": dict(settings)} if param is not None and param.kind in keyword else {}
 
 
+def reads_settings(key: str, value: str) -> bool:
+    """Whether the plug-in `value` asks for the [plugin] table: only then do the settings
+    belong in a cache key (a sweep over settings it ignores must not hold N copies)."""
+    if not is_plugin(value) or is_keras_file(value):
+        return False
+    return bool(settings_kwargs(resolve(key, value), {}))
+
+
 def call(key: str, value: str, *args: Any, settings: Mapping[str, Any] | None = None) -> Any:
     """Call the plug-in (with `settings=` if it asks: `settings_kwargs`); an exception
     inside it becomes the key's one-line error."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from learning.models import build_model
 from learning.plugin_settings import PluginSettings
+from learning.plugins import reads_settings
 from learning.train_types import ContinualInputs, LocalTrainConfig, StepMode, TrainResult
 
 _TRAINERS: dict[tuple, Trainer] = {}
@@ -334,7 +335,7 @@ def get_trainer(
 ) -> Trainer:
     """The process-wide trainer for this model, data shape and [plugin] settings (a
     builder may read them; built on first use)."""
-    plugin = PluginSettings(settings)
+    plugin = PluginSettings(settings if reads_settings("model", model_name) else {})
     key = (model_name, tuple(int(s) for s in input_shape), int(num_classes), plugin)
     if key not in _TRAINERS:
         _TRAINERS[key] = Trainer(model_name, key[1], key[2], plugin)

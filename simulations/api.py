@@ -28,9 +28,10 @@ from typing import Any
 
 import learning  # noqa: F401  (privacy defaults: telemetry off)
 import strategies  # noqa: F401  (registers the strategy names the config checks)
-from learning.config import ExperimentConfig, build_config, canonical_key, flat_values
+from learning.config import ExperimentConfig, build_config, canonical_key, flat_values, load_toml
 from learning.errors import ConfigError
-from learning.plugin_objects import is_pickled, object_name, pack, trust_pickled_plugins
+from learning.federated_data import clear_caches
+from learning.plugin_objects import is_pickled, object_name, pack, trust_payloads
 from learning.plugins import FORMS
 from simulations.run_output import preflight, write_run_report
 
@@ -64,8 +65,6 @@ class BenchResult:
 def experiment_values(config: Config = None, overrides: Mapping[str, Any] | None = None) -> dict:
     """The user's keys, canonical and flat: a dict or TOML path, then `overrides`; Python
     objects in plug-in keys become by-value config strings."""
-    from learning.config import load_toml
-
     if config is None:
         values: dict[str, Any] = {}
     elif isinstance(config, (str, Path)):
@@ -94,10 +93,21 @@ def _dotted(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _by_value(key: str, value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic) and isinstance(value.item(), (int, float, bool)):
+        return value.item()  # a NumPy number from a notebook's own arithmetic
+    if key in FORMS and hasattr(value, "layers") and hasattr(value, "predict"):
+        raise ConfigError(
+            f"{key} got a built keras.Model; pass the function that builds it "
+            '(input_shape, num_classes) -> keras.Model, or save it and pass "model.keras"'
+        )
     if key in FORMS and callable(value):
-        return pack(value)
+        return pack(key, value)
     raise ConfigError(
         f"config key {key!r} got a {type(value).__name__}; only {sorted(FORMS)} take Python "
         "objects (a function or class), every other key a string, number or boolean"
@@ -127,26 +137,30 @@ def run(
     quiet: bool = False,
     verbose: bool = False,
     announce: Callable[[str], None] | None = print,
+    trust_pickled: bool = False,
     **plugins: Any,
 ) -> RunResult:
     """Run one experiment (or `resume` an interrupted run directory) on Flower's
     simulation runtime; returns the summary, the metrics rows and the run directory.
 
     `plugins` are model=, dataset=, partition=, strategy= given as objects or import
-    paths (the same as putting them in `overrides`)."""
+    paths (the same as putting them in `overrides`). `trust_pickled`: a resumed run's
+    config may hold objects passed by value; loading them runs their code, so say so."""
     from server.run_dir import RunRecorder, prepare_run_dir, read_metrics
     from simulations.memory import PeakMemory
     from simulations.progress import RoundProgress
     from simulations.runtime import simulate
 
-    trust_pickled_plugins()  # this process started the run: its own objects may load
     say = announce or (lambda _text: None)
+    clear_caches()  # a notebook may have changed the data on disk since the last run
     if resume is not None:
         run_dir = Path(resume)
         if config is not None or overrides or out is not None or plugins:
             raise ConfigError("--resume takes the run's own config; drop CONFIG/--set/--out")
         if not (run_dir / "config.toml").is_file():
             raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.toml)")
+        if trust_pickled:
+            trust_payloads(load_toml(run_dir / "config.toml").values())
         cfg = build_config(run_dir / "config.toml")
         if (run_dir / "summary.json").is_file():
             say(f"perennial: {run_dir} already finished; nothing to resume")
@@ -207,14 +221,20 @@ def bench(
     from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid
     from simulations.bench_tables import write_tables
 
-    trust_pickled_plugins()
     say = announce or (lambda _text: None)
+    clear_caches()
     if isinstance(grid, Mapping):
+        if out is None:  # finished cells are found by label: another grid's would count
+            raise ConfigError("a grid given as a dict needs out=, the bench directory")
         parsed = load_grid(_grid_by_value(grid))
-        where = Path(out or Path("bench-out") / "grid")
-    else:
+        where = Path(out)
+    elif isinstance(grid, (str, Path)):
         parsed = load_grid(grid)
         where = Path(out or Path("bench-out") / Path(grid).stem)
+    else:
+        raise ConfigError(
+            f"grid must be a dict of tables or a TOML path, got {type(grid).__name__}"
+        )
     seen: set[tuple] = set()  # each distinct data set-up and plug-in is checked once
     for cell in parsed.cells:
         preflight(ExperimentConfig.from_flat(cell.values), seen)
@@ -242,12 +262,20 @@ def _grid_by_value(grid: Mapping[str, Any]) -> dict[str, Any]:
     """A grid dict with Python objects packed (bench names a variant or axis value that
     is an object after the object)."""
 
-    def packed(table: Mapping[str, Any]) -> dict[str, Any]:
+    def packed(table: object, where: str) -> dict[str, Any]:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"grid {where} must be a table (dict), got {type(table).__name__}")
         flat = _dotted(table)
         return {k: _by_value(canonical_key(k), v) if k != "name" else v for k, v in flat.items()}
 
-    data: dict[str, Any] = {k: v for k, v in grid.items() if k not in ("base", "variant")}
-    data["base"] = packed(grid.get("base", {}))
+    data: dict[str, Any] = dict(grid)
+    data["base"] = packed(grid.get("base", {}), "base")
     if "variant" in grid:
-        data["variant"] = [packed(variant) for variant in grid["variant"]]
+        variants = grid["variant"]
+        if not isinstance(variants, list):
+            raise ConfigError("grid variant must be a list of tables (dicts)")
+        data["variant"] = [packed(v, "variant") for v in variants]
+    if "axes" in grid:
+        axes = packed(grid["axes"] if isinstance(grid["axes"], Mapping) else [], "axes")
+        data["axes"] = axes
     return data

@@ -89,6 +89,12 @@ def load_grid(path: str | Path | dict[str, Any]) -> Grid:
             f"grid file {str(p)!r}: unknown section {sorted(unknown)[0]!r}; "
             "expected [base], [axes], [[variant]], [bench]"
         )
+    for name in ("base", "axes", "bench"):
+        if not isinstance(data.get(name, {}), dict):
+            raise ConfigError(f"grid file {str(p)!r}: [{name}] must be a table of keys")
+    variant_list = data.get("variant", [])
+    if not isinstance(variant_list, list) or not all(isinstance(v, dict) for v in variant_list):
+        raise ConfigError(f"grid file {str(p)!r}: [[variant]] must be a list of tables")
     base = _keys(data.get("base", {}))
     axes = {canonical_key(k): v for k, v in data.get("axes", {}).items()}
     for key, values in axes.items():
@@ -149,6 +155,11 @@ def _check_labels(cells: list[Cell]) -> None:
     """Two cells may not share a directory (short plug-in names can meet)."""
     seen: dict[str, Cell] = {}
     for cell in cells:
+        if not cell.label.strip(".") or cell.label.startswith("."):
+            raise ConfigError(
+                f"grid cell directory {cell.label!r} would be hidden or name a parent; "
+                'give the variant a name that does not start with "." (name = "...")'
+            )
         if cell.label in seen:
             raise ConfigError(
                 f"two grid cells would share the directory {cell.label!r}; give the "

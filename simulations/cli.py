@@ -24,10 +24,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from learning.config import parse_override
+    from learning.config import canonical_key, parse_override
     from simulations.api import run
 
-    overrides = dict(parse_override(text) for text in args.set)
+    overrides = {}
+    for text in args.set:  # in order: a later --set of the same key wins
+        key, value = parse_override(text)
+        overrides[canonical_key(key)] = value
     result = run(
         args.config,
         overrides,
@@ -37,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         verbose=args.verbose,
         announce=lambda text: print(text, flush=True),
+        trust_pickled=args.trust_pickled_plugins,
     )
     print_summary(result.summary, result.run_dir)
     return 0
@@ -122,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory to create (default runs/<time>-<strategy>)")
     run.add_argument("--ray-address", help="existing Ray cluster (else RAY_ADDRESS or local)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument(
+        "--trust-pickled-plugins",
+        action="store_true",
+        help="with --resume: load plug-ins the Python API stored by value (runs their code)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
     run.set_defaults(func=cmd_run)

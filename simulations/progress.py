@@ -64,5 +64,12 @@ class RoundProgress:
 
 
 def _in_notebook() -> bool:
-    """A Jupyter kernel: rich draws the same live bar there as on a terminal."""
-    return "ipykernel" in sys.modules and type(sys.stdout).__module__.startswith("ipykernel")
+    """A Jupyter kernel with ipywidgets, which rich's live bar needs there (without it,
+    the one-line-per-round fallback)."""
+    if "ipykernel" not in sys.modules or not type(sys.stdout).__module__.startswith("ipykernel"):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True

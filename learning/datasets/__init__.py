@@ -28,7 +28,7 @@ from learning.datasets.npz import npz
 from learning.datasets.plugin import plugin_dataset
 from learning.errors import ConfigError
 from learning.plugin_settings import PluginSettings, Scalar
-from learning.plugins import is_plugin
+from learning.plugins import is_plugin, reads_settings
 from learning.streams import Tag, generator
 
 __all__ = [
@@ -69,10 +69,10 @@ def load_dataset(
     ``image_size`` and ``color`` only affect the decoded formats (``image-folder``,
     ``client-folders``); the others have a fixed shape, so they are left out of the cache
     key to avoid holding duplicate copies. A plug-in's cache key holds the [plugin]
-    ``settings`` it may read.
+    ``settings`` if it reads them.
     """
     if is_plugin(name):
-        key = ("plugin", name, PluginSettings(settings))
+        key = ("plugin", name, PluginSettings(settings if reads_settings("dataset", name) else {}))
         if key not in _CACHE:
             _CACHE[key] = plugin_dataset(name, key[2])
         return _CACHE[key]
@@ -133,3 +133,8 @@ def subset(ds: Dataset, train_size: int, test_size: int, seed: int) -> Dataset:
         ds.class_names,
         None if ds.owners is None else take(ds.owners, picks[0]),
     )
+
+
+def clear_dataset_cache() -> None:
+    """Forget the datasets loaded in this process (see federated_data.clear_caches)."""
+    _CACHE.clear()

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from learning.errors import ConfigError, PerennialError
+from learning.plugin_objects import TRUST_ENV
 from simulations.deployment.certs import DeployFiles, make_all
 
 CONNECTION = "perennial"  # name of the SuperLink connection in flwr-home/config.toml
@@ -51,6 +52,7 @@ def process_env(flwr_home: Path) -> dict[str, str]:
     (SuperLink and SuperNode launch `flower-superexec` by name), this project on
     PYTHONPATH, the vendored data found, telemetry off, and a private FLWR_HOME."""
     env = dict(os.environ)
+    env.pop(TRUST_ENV, None)  # a SuperNode never unpickles what a server sends
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     paths = [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -8,6 +8,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from learning.plugin_objects import display
+
 MISSING = object()
 
 CSS = """
@@ -57,8 +59,8 @@ def fmt_config(value: Any) -> str:
     """Config values as written (0.001 stays 0.001, not 0.0010); "" stays visible."""
     if value is MISSING:
         return fmt(None)
-    if isinstance(value, str):
-        return html.escape(value) if value else '<span class="absent">""</span>'
+    if isinstance(value, str):  # an object plug-in: its name, not kilobytes of payload
+        return html.escape(display(value)) if value else '<span class="absent">""</span>'
     if isinstance(value, bool):
         return "true" if value else "false"
     return html.escape(json.dumps(value, default=str))

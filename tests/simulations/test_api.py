@@ -132,20 +132,96 @@ def _build(input_shape, num_classes):
     return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten()])
 
 
-def test_an_object_plugin_survives_config_toml_and_only_loads_where_trusted(tmp_path, monkeypatch):
-    from learning.config_files import to_toml
+class _Evil:
+    """Unpickling it would run code: a config file's payload must never be loaded."""
 
-    monkeypatch.setenv(TRUST_ENV, "1")
-    value = pack(_build)
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        return (open, (str(self.mark), "w"))
+
+
+def _fresh_process(monkeypatch):
+    from learning import plugin_objects
+
+    monkeypatch.setattr(plugin_objects, "_TRUSTED", set())
+    monkeypatch.setattr(plugin_objects, "_LOADED", {})
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+
+
+def test_an_object_plugin_loads_only_where_it_is_trusted(tmp_path, monkeypatch):
+    import base64
+    import zlib
+
+    import cloudpickle
+
+    from learning.config_files import to_toml
+    from learning.plugin_objects import trust_payloads
+
+    value = pack("model", _build)  # trusted in the process that packed it
     assert display(value) == "<_build object>"
     cfg = ExperimentConfig.from_flat({"model": value})
     (tmp_path / "config.toml").write_text(to_toml(cfg.to_flat()))
-    assert build_config(tmp_path / "config.toml").train.model == value  # --resume reads it
-    monkeypatch.delenv(TRUST_ENV)  # a SuperNode: never unpickles what the server sends
-    from learning import plugin_objects
-
-    monkeypatch.setattr(plugin_objects, "_LOADED", {})
+    _fresh_process(monkeypatch)  # --resume in a new process, or a SuperNode
     with pytest.raises(ConfigError) as info:
-        ExperimentConfig.from_flat({"model": value})
-    assert "import path" in str(info.value) and "\n" not in str(info.value)
-    assert len(str(info.value)) < 300  # the payload is never printed
+        build_config(tmp_path / "config.toml")
+    assert "--trust-pickled-plugins" in str(info.value) and "\n" not in str(info.value)
+    assert len(str(info.value)) < 400  # the payload is never printed
+    trust_payloads([value])  # what --trust-pickled-plugins does with the run's own config
+    assert build_config(tmp_path / "config.toml").train.model == value
+    # a payload this process never packed (a shared config file) runs nothing
+    mark = tmp_path / "pwned"
+    blob = base64.b64encode(zlib.compress(cloudpickle.dumps(_Evil(mark)))).decode()
+    with pytest.raises(ConfigError, match="runs code when loaded"):
+        ExperimentConfig.from_flat({"model": f"pickle:build:{blob}"})
+    assert not mark.exists()
+    monkeypatch.setenv(TRUST_ENV, "1")  # a simulation's Ray worker (runtime env only)
+    assert ExperimentConfig.from_flat({"model": value}).train.model == value
+
+
+def test_supernodes_never_inherit_the_workers_trust(tmp_path, monkeypatch):
+    from simulations.deployment.processes import process_env
+
+    monkeypatch.setenv(TRUST_ENV, "1")
+    assert TRUST_ENV not in process_env(tmp_path)
+
+
+def test_api_mistakes_are_one_line(tmp_path):
+    import threading
+
+    import numpy as np
+
+    from simulations.api import bench, experiment_values
+
+    lock = threading.Lock()
+
+    def holds_a_lock(input_shape, num_classes):
+        return lock
+
+    def holds_data():
+        return np.zeros((2000, 28, 28)), lock
+
+    cases = [
+        (lambda: experiment_values({"model": holds_a_lock}), "cannot be sent to the workers"),
+        (lambda: experiment_values({}, {"dataset": holds_data}), "cannot be sent"),
+        (lambda: bench({"variant": [{"strategy": "fedavg"}]}), "needs out="),
+        (lambda: bench({"base": 3}, out=tmp_path / "b"), "base must be a table"),
+        (lambda: bench([1, 2]), "grid must be a dict"),
+        (lambda: bench({"variant": [{"name": ".."}]}, out=tmp_path / "b"), "hidden or name"),
+    ]
+    for call, fragment in cases:
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+    big = np.arange(3_000_000, dtype=np.float64)  # a loader that closes over its arrays
+
+    def closes_over_data():
+        return big
+
+    with pytest.raises(ConfigError, match="read the data from a file"):
+        experiment_values({"dataset": closes_over_data})
+    assert experiment_values({"data-path": tmp_path, "rounds": np.int64(3)}) == {
+        "data-path": str(tmp_path),
+        "rounds": 3,
+    }
