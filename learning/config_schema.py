@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from learning.config_personal import PERSONAL_KEYS, PersonalConfig
+
 OPTIMIZER_NAMES = ("sgd", "adam")
 ATTACK_NAMES = (
     "none",
@@ -314,6 +316,7 @@ SECTIONS = {
     "privacy": PrivacyConfig,
     "continual": ContinualConfig,
     "devices": DevicesConfig,
+    "personal": PersonalConfig,
 }
 
 
@@ -325,7 +328,7 @@ SECTIONS = {
 CLOCK_KEYS = frozenset(
     [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
-    + ["task-seconds", "init-weights"]
+    + ["task-seconds", "init-weights", *PERSONAL_KEYS]  # and issue 17's [personal]
 )
 
 
@@ -355,3 +358,4 @@ class Sections(Protocol):
     privacy: PrivacyConfig
     continual: ContinualConfig
     devices: DevicesConfig
+    personal: PersonalConfig
