@@ -5,7 +5,7 @@ Its own module so that config_schema.py does not grow: the section is a frozen
 dataclass like the others (config_schema.SECTIONS lists it) and its checks across keys
 are `check_personal`, called by config_checks.check_combinations. Every key here is
 left out of client messages and the config digest while it holds its default
-(config_schema.QUIET_KEYS), so runs without it send what they sent before.
+(config_schema.CLOCK_KEYS), so runs without it send what they sent before.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ class AttackConfig:
 @dataclass(frozen=True)
 class StrategyConfig:
     strategy: str = _k(
-        "fedavg", 'aggregation strategy name, or "pkg.mod:MyStrategy"', registry="strategy"
+        "fedavg", 'strategy or personalised method, or "pkg.mod:MyStrategy"', registry="strategy"
     )
     proximal_mu: float = _k(0.01, "FedProx proximal term weight", min=0.0)
     server_lr: float = _k(1.0, "server learning rate (FedAvgM, FedOpt family, SCAFFOLD)", gt=0.0)

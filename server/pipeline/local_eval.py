@@ -65,6 +65,19 @@ def local_metrics(
     }
 
 
+def _read(reply: Message) -> tuple[int, float, int] | None:
+    """(partition id, accuracy, test examples) of an evaluate reply; None if unusable."""
+    if reply.has_error() or "metrics" not in reply.content:
+        return None
+    m = reply.content["metrics"]  # never mutated
+    try:
+        acc, n = float(m["eval-accuracy"]), int(m["num-examples"])
+        pid = int(m["partition-id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (pid, acc, n) if 0.0 <= acc <= 1.0 and n >= 0 else None
+
+
 class LocalEvaluator:
     def __init__(
         self,
@@ -112,12 +125,12 @@ class LocalEvaluator:
             return dict.fromkeys(FIELDS)
         train, new = self.clients(rnd)
         sent = self.messages(rnd, arrays, train + new)
+        asked = set(train) | set(new)
         got: dict[int, tuple[float, int]] = {}
         for reply in self.grid.send_and_receive(sent, timeout=self.timeout):
-            if reply.has_error() or "metrics" not in reply.content:
-                continue
-            m = reply.content["metrics"]  # read once, never mutated
-            got[int(m["partition-id"])] = (float(m["eval-accuracy"]), int(m["num-examples"]))
+            read = _read(reply)  # once; a malformed or unasked answer counts as failed
+            if read is not None and read[0] in asked:
+                got[read[0]] = read[1:]
         failures = len(sent) - len(got)
         held = set(new)
         trained = [got[p] for p in sorted(got) if p not in held]

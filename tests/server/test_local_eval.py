@@ -117,3 +117,31 @@ def test_combinations_refused_in_one_line(extra, says):
     with pytest.raises(ConfigError, match=says) as err:
         ExperimentConfig.from_flat({**BASE, **extra})
     assert "\n" not in str(err.value)
+
+
+def test_malformed_or_unasked_answers_count_as_failures():
+    from flwr.app import Message, MetricRecord, RecordDict
+
+    from server.pipeline.local_eval import LocalEvaluator
+
+    class Odd(FakeClients):
+        def send_and_receive(self, messages, timeout=None):
+            out = []
+            for i, msg in enumerate(messages):
+                pid = int(msg.content["config"]["partition-id"])
+                metrics = {
+                    0: eval_metrics(pid, 1),
+                    1: MetricRecord({"num-examples": 5, "partition-id": pid}),  # no accuracy
+                    2: eval_metrics(pid + 100, 1),  # a client nobody asked
+                    3: MetricRecord({**eval_metrics(pid, 1), "eval-accuracy": 7.0}),
+                }[i % 4]
+                out.append(Message(RecordDict({"metrics": metrics}), reply_to=msg))
+            return out
+
+    cfg = ExperimentConfig.from_flat({**BASE, "num-clients": 8, "local-eval": True})
+    ev = LocalEvaluator(cfg, Odd(2), {}, frozenset())
+    from flwr.app import ArrayRecord
+
+    row = ev(1, ArrayRecord([]))
+    assert row["local_eval_clients"] == 2 and row["local_eval_failures"] == 6
+    assert row["personalised_accuracy"] == pytest.approx((0.01 + 0.41) / 2)
