@@ -92,6 +92,8 @@ def check_personal(cfg: Any) -> None:
         why = f"the asynchronous strategy {name!r} (no rounds to evaluate at)"
     elif fed.federation_mode != "simulation":
         why = "deployment mode (a SuperNode's own data has no seeded local split)"
+    elif cfg.privacy.secure_aggregation:
+        why = "SecAgg+ (each client's own test accuracy would reach the server)"
     elif held and cfg.privacy.dp == "central":
         why = "central DP with holdout-clients (the accountant samples every client)"
     elif cfg.devices.availability != "always" and held:

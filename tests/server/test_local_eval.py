@@ -110,6 +110,7 @@ def test_central_dp_withholds_the_clients_numbers(tmp_path):
             "continual scenarios",
         ),
         ({"local-eval": True, "strategy": "fedasync"}, "asynchronous"),
+        ({"local-eval": True, "secure-aggregation": True}, "SecAgg"),
         ({"local-eval": True, "holdout-clients": 0.9}, "clients that train"),
     ],
 )
@@ -145,3 +146,14 @@ def test_malformed_or_unasked_answers_count_as_failures():
     row = ev(1, ArrayRecord([]))
     assert row["local_eval_clients"] == 2 and row["local_eval_failures"] == 6
     assert row["personalised_accuracy"] == pytest.approx((0.01 + 0.41) / 2)
+
+
+def test_personalised_methods_train_one_message_per_client_and_say_why(caplog):
+    from server.pipeline.setup import pooling_for
+
+    cfg = ExperimentConfig.from_flat(
+        {**BASE, "strategy": "fedper", "local-eval": True, "clients-per-message": 4}
+    )
+    assert pooling_for(cfg) is None
+    plain = ExperimentConfig.from_flat({**BASE, "local-eval": True, "clients-per-message": 4})
+    assert pooling_for(plain) is not None  # fedavg with local-eval still pools its training
