@@ -143,3 +143,43 @@ def test_local_sends_nothing_new_and_a_new_client_keeps_nothing(tmp_path):
     assert _same(evaluation_model(plain, 9, 3, w0, trainer, x, y, LTC), w0)
     rngs = (np.random.default_rng(0), np.random.default_rng(1))
     assert len(local_step(cfg, trainer, w0, None, x, y, LTC, rngs)[2]) == len(w0)
+
+
+def test_the_client_app_trains_on_the_local_train_split_and_tests_on_its_test(tmp_path):
+    """The real handlers, in-process: a FedPer client trains on 75% of its shard, keeps
+    its head, and its evaluate reply is scalars about its 25%."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+    from helpers import context
+
+    from clients.app import app
+    from learning.federated_data import client_shard, client_split
+
+    flat = {
+        "num-clients": 4,
+        "clients-per-round": 2,
+        "train-subset": 400,
+        "test-subset": 100,
+        "model": "mlp",
+        "partition": "iid",
+        "strategy": "fedper",
+        "local-eval": True,
+        "out-dir": str(tmp_path),
+    }
+    cfg = ExperimentConfig.from_flat(flat)
+    w0 = initial_weights("mlp", (28, 28, 1), 10, seed=0)
+
+    def message(kind, rnd):
+        config = ConfigRecord({**cfg.to_flat(), "partition-id": 1, "server-round": rnd})
+        content = RecordDict({"arrays": ArrayRecord(w0), "config": config})
+        return Message(content=content, dst_node_id=7, message_type=kind)
+
+    reply = app(message(MessageType.TRAIN, 1), context(7))
+    (_, ytr), (_, yte) = client_split(cfg, 1)
+    assert reply.content["metrics"]["num-examples"] == len(ytr) == 75
+    assert len(ytr) + len(yte) == len(client_shard(cfg, 1)[1])
+    sent = reply.content["arrays"].to_numpy_ndarrays()
+    assert _same(sent[-2:], w0[-2:]) and not np.array_equal(sent[0], w0[0])
+    got = app(message(MessageType.EVALUATE, 1), context(7))
+    assert set(got.content.keys()) == {"metrics"}
+    m = got.content["metrics"]
+    assert m["num-examples"] == len(yte) == 25 and 0.0 <= m["eval-accuracy"] <= 1.0
