@@ -17,11 +17,18 @@ from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
 from clients.continual import continual_step
+from clients.personal import evaluation_model, keeps_state, train_round
 from clients.pooling import is_pooled, pooled_reply
 from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
 from learning.errors import ConfigError
-from learning.federated_data import client_shard, dataset_for, task_shard
+from learning.federated_data import (
+    client_shard,
+    client_split,
+    dataset_for,
+    task_shard,
+    training_shard,
+)
 from learning.plugin_settings import is_setting
 from learning.scenarios import client_task
 from learning.streams import Tag, generator
@@ -163,7 +170,7 @@ def train_update(
         step = continual_step(cfg, pid, server_round, weights, trainer, virtual_time(extras))
         x, y = step.x, step.y
     else:
-        x, y = client_shard(cfg, pid)
+        x, y = training_shard(cfg, pid)  # local-eval: the local train split
     malicious = is_malicious(cfg, pid)
     if malicious and faults.attack == "label-flip":
         y = flip_labels(y, ds.num_classes)
@@ -173,15 +180,21 @@ def train_update(
     rng = generator(cfg.federation.seed, Tag.LOCAL_TRAIN, server_round, pid)
     algorithm = STATEFUL.get(cfg.strategy.strategy)
     state = algorithm(cfg, pid, server_round, msg, weights) if algorithm else None
-    result = trainer.train(
-        weights,
-        to_float_images(x),
-        y,
-        local_train_config(cfg, server_round),
-        rng,
-        correction=state.correction if state else None,
-        continual=step.inputs if step else None,
-    )
+    ltc = local_train_config(cfg, server_round)
+    sent = None
+    if keeps_state(cfg):  # personalised: personal state in, shared part out
+        fx = to_float_images(x)
+        sent, result = train_round(cfg, pid, server_round, weights, trainer, fx, y, ltc, rng)
+    else:
+        result = trainer.train(
+            weights,
+            to_float_images(x),
+            y,
+            ltc,
+            rng,
+            correction=state.correction if state else None,
+            continual=step.inputs if step else None,
+        )
     if step is not None:
         step.save()
     metrics = MetricRecord(
@@ -199,7 +212,7 @@ def train_update(
     )
     if received_loss is not None:
         metrics["received-loss"] = float(received_loss)
-    sent = result.weights
+    sent = result.weights if sent is None else sent
     if malicious:
         noise = generator(seed, Tag.ATTACK_NOISE, server_round, pid)
         sent = poison_update(
@@ -267,13 +280,39 @@ def train_pooled(msg: Message, context: Context) -> RecordDict:
     return pooled_reply(msg, train_one, facts)
 
 
+def evaluate_local(msg: Message, cfg: ExperimentConfig, extras: dict, pid: int) -> Message:
+    """local-eval: the client's personalised model (clients/personal.py) on its local
+    test split; the model is personalised on its local train split where the method
+    says so. Only the test's scalars leave the client."""
+    ds = dataset_for(cfg)
+    trainer = get_trainer(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
+    rnd = int(extras.get("server-round", 1))
+    (xtr, ytr), (xte, yte) = client_split(cfg, pid)
+    received = msg.content["arrays"].to_numpy_ndarrays()
+    ltc = local_train_config(cfg, rnd)
+    model = evaluation_model(cfg, pid, rnd, received, trainer, to_float_images(xtr), ytr, ltc)
+    loss, acc = trainer.evaluate(model, to_float_images(xte), yte)
+    metrics = MetricRecord(
+        {
+            "num-examples": int(len(yte)),
+            "eval-loss": loss,
+            "eval-accuracy": acc,
+            "partition-id": pid,
+        }
+    )
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+
+
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Accuracy of the received model on this client's own shard."""
+    """Accuracy of the received model on this client's own shard (local-eval: of its
+    personalised model on its local test split)."""
     cfg, extras = experiment_from_message(msg)
     configure_threads(int(round(cfg.runtime.cpus_per_client)) or 1)
     pid = partition_id_for(extras, context)
     cfg = node_local_config(cfg, extras, context)
+    if cfg.personal.local_eval:
+        return evaluate_local(msg, cfg, extras, pid)
     ds = dataset_for(cfg)
     if cfg.continual.scenario != "none":
         task = client_task(cfg, pid, int(extras.get("server-round", 1)), virtual_time(extras))

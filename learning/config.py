@@ -26,6 +26,7 @@ from learning.config_checks import (
 )
 from learning.config_files import config_values, load_toml, parse_override, read_toml, to_toml
 from learning.config_keys import canonical_key, check_value, coerce, flat_values, key_spec
+from learning.config_personal import PERSONAL_STRATEGIES, PersonalConfig
 from learning.config_schema import (
     DRIFT_NAMES,
     SECTIONS,
@@ -51,6 +52,8 @@ __all__ = [
     "ContinualConfig",
     "DataConfig",
     "DevicesConfig",
+    "PERSONAL_STRATEGIES",
+    "PersonalConfig",
     "ExperimentConfig",
     "PluginSettings",
     "FederationConfig",
@@ -85,6 +88,7 @@ class ExperimentConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    personal: PersonalConfig = field(default_factory=PersonalConfig)
     # The user's settings for their plug-ins ([plugin]); empty, they appear nowhere, so a
     # run without them is the run it was before the table existed (same messages, digest).
     plugin: PluginSettings = field(default_factory=PluginSettings)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.availability import read_availability_file
+from learning.config_personal import check_personal
 from learning.config_schema import (
     ASYNC_STRATEGIES,
     SUM_ONLY_STRATEGIES,
@@ -168,6 +169,7 @@ def check_combinations(cfg: Sections) -> None:
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
     _check_continual(cfg)
+    check_personal(cfg)
     if cfg.train.init_weights:
         weights_file(cfg.train.init_weights)  # shapes: when the model is built (preflight)
 

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from learning.config_personal import PERSONAL_KEYS, PersonalConfig
+
 OPTIMIZER_NAMES = ("sgd", "adam")
 ATTACK_NAMES = (
     "none",
@@ -142,7 +144,7 @@ class AttackConfig:
 @dataclass(frozen=True)
 class StrategyConfig:
     strategy: str = _k(
-        "fedavg", 'aggregation strategy name, or "pkg.mod:MyStrategy"', registry="strategy"
+        "fedavg", 'strategy or personalised method, or "pkg.mod:MyStrategy"', registry="strategy"
     )
     proximal_mu: float = _k(0.01, "FedProx proximal term weight", min=0.0)
     server_lr: float = _k(1.0, "server learning rate (FedAvgM, FedOpt family, SCAFFOLD)", gt=0.0)
@@ -317,6 +319,7 @@ SECTIONS = {
     "privacy": PrivacyConfig,
     "continual": ContinualConfig,
     "devices": DevicesConfig,
+    "personal": PersonalConfig,
 }
 
 
@@ -328,7 +331,7 @@ SECTIONS = {
 CLOCK_KEYS = frozenset(
     [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
-    + ["task-seconds", "init-weights"]
+    + ["task-seconds", "init-weights", *PERSONAL_KEYS]  # and issue 17's [personal]
 )
 
 
@@ -358,3 +361,4 @@ class Sections(Protocol):
     privacy: PrivacyConfig
     continual: ContinualConfig
     devices: DevicesConfig
+    personal: PersonalConfig

@@ -13,6 +13,7 @@ import numpy as np
 
 from learning.config import DataConfig, ExperimentConfig, PluginSettings
 from learning.datasets import Dataset, load_dataset, subset
+from learning.local_split import local_split
 from learning.partition import label_histograms, partition_as_configured
 from learning.sampled_partition import SampledShards
 from learning.scenarios import (
@@ -64,6 +65,23 @@ def client_shard(cfg: ExperimentConfig, partition_id: int) -> tuple[np.ndarray, 
     ds = dataset_for(cfg)
     idx = partitions_for(cfg)[partition_id]
     return ds.x_train[idx], ds.y_train[idx]
+
+
+def client_split(
+    cfg: ExperimentConfig, partition_id: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((x, y) local train, (x, y) local test) of one client's shard (local-eval)."""
+    x, y = client_shard(cfg, partition_id)
+    p = cfg.personal
+    train, test = local_split(len(y), cfg.federation.seed, int(partition_id), p.local_test_fraction)
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def training_shard(cfg: ExperimentConfig, partition_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a client trains on: its shard, or with local-eval its local train split."""
+    if cfg.personal.local_eval:
+        return client_split(cfg, partition_id)[0]
+    return client_shard(cfg, partition_id)
 
 
 def partition_histograms(cfg: ExperimentConfig) -> np.ndarray:

@@ -96,11 +96,38 @@ def build_small_cnn(input_shape: tuple[int, int, int], num_classes: int):
     )
 
 
+def build_cnn_bn(input_shape: tuple[int, int, int], num_classes: int):
+    """The `cnn` with batch norm after each convolution and the hidden dense layer, for
+    FedBN (Li et al. 2021), whose BN layers stay on the clients."""
+    keras = _keras()
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(32, 5, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 5, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(512, use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="cnn_bn",
+    )
+
+
 MODELS: dict[str, Callable] = {
     "cnn": build_cnn,
     "lenet": build_lenet,
     "mlp": build_mlp,
     "small-cnn": build_small_cnn,
+    "cnn-bn": build_cnn_bn,
 }
 
 

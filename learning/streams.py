@@ -58,6 +58,11 @@ class Tag(IntEnum):
     AVAILABLE_SAMPLE = 37  # a round's draw among online clients (fields: round, attempt)
     ASYNC_PICK = 38  # an asynchronous dispatch's clients (fields: dispatch batch)
     SAMPLED_SHARD = 39  # a client's shard of the `sampled` partition (fields: client)
+    LOCAL_SPLIT = 40  # a client's local train/test split, local-eval (fields: client)
+    HOLDOUT = 41  # which clients never train, holdout-clients (fields: none)
+    LOCAL_EVAL_SAMPLE = 42  # the training clients a local evaluation asks (fields: round)
+    PERSONAL_TRAIN = 43  # a personal model's or head's shuffling (fields: round, client)
+    NEW_CLIENT_TRAIN = 44  # personalising at evaluation, no state kept (fields: round, client)
 
 
 ARITY = {
@@ -87,6 +92,11 @@ ARITY = {
     Tag.AVAILABLE_SAMPLE: 2,
     Tag.ASYNC_PICK: 1,
     Tag.SAMPLED_SHARD: 1,
+    Tag.LOCAL_SPLIT: 1,
+    Tag.HOLDOUT: 0,
+    Tag.LOCAL_EVAL_SAMPLE: 1,
+    Tag.PERSONAL_TRAIN: 2,
+    Tag.NEW_CLIENT_TRAIN: 2,
 }
 
 

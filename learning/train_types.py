@@ -39,6 +39,7 @@ class StepMode(NamedTuple):
     ewc: bool = False
     lwf: bool = False
     replay: bool = False
+    masked: bool = False  # some variables frozen (FedRep's head-then-body phases)
 
 
 @dataclass

@@ -73,6 +73,7 @@ class Trainer:
         self._ewc_lambda = tf.Variable(0.0, trainable=False)
         self._lwf_alpha = tf.Variable(0.0, trainable=False)
         self._lwf_t = tf.Variable(1.0, trainable=False)
+        self._mask = [tf.Variable(1.0, trainable=False) for _ in variables]  # 0 = frozen
         shape = [None, *input_shape]
         self._spec = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64))
         # Placeholders for the continual arguments of modes that do not use them.
@@ -130,7 +131,7 @@ class Trainer:
     # The Python body runs only while tracing (once per mode and process).
     def _step(self, x, y, mode: StepMode, *extra):
         tf = self.tf
-        prox, corr, decay, momentum, adam, ewc, lwf, replay = mode
+        prox, corr, decay, momentum, adam, ewc, lwf, replay, masked = mode
         self.trace_count += 1
         soft = extra[0] if lwf else None
         n_cur = tf.shape(x)[0]
@@ -161,6 +162,8 @@ class Trainer:
                 # penalty then moves at most to the anchor, never past it (no divergence).
                 pull = tf.minimum(self._ewc_lambda * self._fisher[i], 1.0 / self._lr)
                 g = g + pull * (w - self._ewc_anchor[i])
+            if masked:  # a frozen variable's step is zero, whatever the optimiser
+                g = g * self._mask[i]
             if adam:
                 m, v = self._m[i], self._v[i]
                 m.assign(0.9 * m + 0.1 * g)
@@ -197,8 +200,10 @@ class Trainer:
         rng: np.random.Generator,
         correction: list[np.ndarray] | None = None,
         continual: ContinualInputs | None = None,
+        frozen: list[bool] | None = None,
     ) -> TrainResult:
-        """Train from `weights` on (x, y); x float32 (N,H,W,C), y int64 (N,)."""
+        """Train from `weights` on (x, y); x float32 (N,H,W,C), y int64 (N,). `frozen`:
+        per trainable variable, True to keep it as it is."""
         self.set_weights(weights)
         adam = cfg.optimizer == "adam"
         c = continual or ContinualInputs()
@@ -214,7 +219,11 @@ class Trainer:
             ewc=ewc,
             lwf=lwf,
             replay=replay,
+            masked=frozen is not None,
         )
+        if frozen is not None:
+            for m, f in zip(self._mask, frozen, strict=True):
+                m.assign(0.0 if f else 1.0)
         if ewc:
             for f, a, fv, av in zip(
                 self._fisher, self._ewc_anchor, c.fisher, c.anchor, strict=True

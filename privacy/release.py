@@ -45,6 +45,9 @@ RELEASABLE = frozenset(
         "seen_accuracy",
     }
 )
+# Deliberately absent: local-eval's fields (personalised_accuracy, worst10_accuracy,
+# new_client_accuracy, ...): each is computed from clients' own data, outside epsilon
+# (docs/personalised.md); they stay for the operator under operator-diagnostics only.
 _RELEASABLE_PATTERNS = (re.compile(r"acc_task_\d+"),)
 
 

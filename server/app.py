@@ -22,6 +22,7 @@ from server.continual import TaskEvaluator
 from server.evaluation import CentralEvaluator
 from server.export import BestKeeper, write_exports
 from server.loop import run_rounds
+from server.personal_summary import personal_summary
 from server.pipeline.async_scheduler import is_async
 from server.plots import plot_accuracy, plot_accuracy_matrix, plot_partition, plot_task_accuracy
 from server.run_dir import RunRecorder, prepare_run_dir
@@ -127,6 +128,7 @@ def run_experiment(
     finally:
         board.close()
     summary = summarise(result.rows, result.wall_seconds, cfg)
+    summary.update(personal_summary(result.rows, cfg, result.weights))
     if task_eval is not None:
         summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
         summary.update(task_eval.summary(result.rows))

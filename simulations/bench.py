@@ -42,7 +42,7 @@ from learning.plugin_objects import is_pickled, object_name
 from learning.plugin_settings import TABLE
 from learning.plugins import FORMS, is_keras_file, is_plugin
 from server.run_dir import read_metrics
-from simulations.bench_tables import CONTINUAL_KEYS
+from simulations.bench_tables import CONTINUAL_KEYS, PERSONAL_KEYS
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
         finals, bests, reach, sent, recv, wall, eps, pld = [], [], [], [], [], [], [], []
         hours: list[float] = []
         total: list[float] = []
-        cl: dict[str, list[float]] = {k: [] for k in CONTINUAL_KEYS}
+        cl: dict[str, list[float]] = {k: [] for k in (*CONTINUAL_KEYS, *PERSONAL_KEYS)}
         seeds_done = 0
         for cell in cells:
             cell_dir = out / "cells" / cell.label
@@ -287,7 +287,7 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 e, e_pld = summary.get("epsilon"), summary.get("epsilon_pld")
                 eps.append(math.inf if e is None else float(e))
                 pld.append(math.inf if e_pld is None else float(e_pld))
-            for key in CONTINUAL_KEYS:
+            for key in cl:
                 if summary.get(key) is not None:
                     cl[key].append(summary[key])
         fm, fs = _mean_std(finals)
@@ -313,9 +313,10 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "epsilon_pld": statistics.fmean(pld) if pld else None,
             }
         )
-        for key, values in cl.items():  # continual scenarios: accuracy-matrix metrics
+        for key, values in cl.items():  # continual: accuracy-matrix metrics; local-eval
             if values:
-                table[-1][f"{key}_mean"], table[-1][f"{key}_std"] = _mean_std(values)
+                mean = key if key in PERSONAL_KEYS else f"{key}_mean"
+                table[-1][mean], table[-1][f"{key}_std"] = _mean_std(values)
     table.sort(key=lambda r: (r["group"], -(r["final_mean"] or -1)))
     return table
 
@@ -326,6 +327,7 @@ def plot_grid(grid: Grid, out: Path) -> None:
 
     timed = grid.plot_against == "virtual-time"
     panels: dict[str, dict[str, list[list[float]]]] = {}
+    personal: dict[str, dict[str, list[list[float]]]] = {}  # local-eval grids
     times: dict[str, dict[str, list[list[float]]]] = {}
     for cell in grid.cells:
         rows = read_metrics(out / "cells" / cell.label)
@@ -333,8 +335,15 @@ def plot_grid(grid: Grid, out: Path) -> None:
         acc = [r["accuracy"] for r in evaluated]
         variants = panels.setdefault(cell.group, {})
         seeds = variants.setdefault(cell.variant, [])
+        mine = [
+            r["personalised_accuracy"] for r in rows if r.get("personalised_accuracy") is not None
+        ]
+        if mine:
+            personal.setdefault(cell.group, {}).setdefault(cell.variant, []).append(mine)
         if acc:
             seeds.append(acc)
             hours = [float(r.get("virtual_seconds") or 0.0) / 3600.0 for r in evaluated]
             times.setdefault(cell.group, {}).setdefault(cell.variant, []).append(hours)
     plot_grid_curves(panels, out / "accuracy.png", times if timed else None)
+    if personal:  # x: the local evaluations, every local-eval-every rounds
+        plot_grid_curves(personal, out / "personalised.png", ylabel="personalised accuracy")

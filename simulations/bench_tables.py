@@ -11,6 +11,14 @@ from typing import Any
 from server.run_dir import write_atomic
 
 CONTINUAL_KEYS = ("average_accuracy", "forgetting", "bwt")
+# local-eval runs (docs/personalised.md): results.csv columns of the same names (means
+# over seeds) and `<key>_std`
+PERSONAL_KEYS = (
+    "personalised_accuracy",
+    "worst10_accuracy",
+    "global_accuracy",
+    "new_client_accuracy",
+)
 
 
 def _pct(mean: float | None, std: float | None) -> str:
@@ -40,6 +48,9 @@ def write_tables(table: list[dict[str, Any]], out: Path, target: float) -> None:
         rows = [r for r in table if r["group"] == group]
         if any("average_accuracy_mean" in r for r in rows):
             lines += [f"### {group}", "", *_continual_lines(rows)]
+            continue
+        if any("personalised_accuracy" in r for r in rows):
+            lines += [f"### {group}", "", *_personal_lines(rows)]
             continue
         lines += [
             f"### {group}",
@@ -90,5 +101,21 @@ def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
     for rank, r in enumerate(rows, start=1):
         wall = "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}"
         cells = [_pct(r.get(f"{k}_mean"), r.get(f"{k}_std")) for k in CONTINUAL_KEYS]
+        lines.append(f"| {rank} | {r['variant']} | {' | '.join(cells)} | {wall} | {r['seeds']} |")
+    return lines + [""]
+
+
+def _personal_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """A local-eval group's table: ranked by personalised accuracy, with the worst-off
+    tenth, the global model's central accuracy and the held-out clients'."""
+    rows = sorted(rows, key=lambda r: -(r.get("personalised_accuracy") or -1))
+    lines = [
+        "| rank | variant | personalised acc % | worst 10% acc % | global acc % "
+        "| new-client acc % | wall s | seeds |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rank, r in enumerate(rows, start=1):
+        wall = "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}"
+        cells = [_pct(r.get(k), r.get(f"{k}_std")) for k in PERSONAL_KEYS]
         lines.append(f"| {rank} | {r['variant']} | {' | '.join(cells)} | {wall} | {r['seeds']} |")
     return lines + [""]

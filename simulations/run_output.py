@@ -79,11 +79,20 @@ def print_summary(summary: dict, out: Path) -> None:
     table.add_column("rounds")
     table.add_column("wall time")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    local = "personalised_accuracy" in summary  # local-eval (docs/personalised.md)
+    if local:
+        for name in ("personalised", "worst 10%", "new clients"):
+            table.add_column(name)
     table.add_row(
         fmt(summary.get("final_accuracy")),
         f"{fmt(summary.get('best_accuracy'))} (round {summary.get('best_round')})",
         str(summary.get("rounds_completed")),
         f"{summary.get('wall_seconds', 0):.1f} s",
+        *(
+            fmt(summary.get(k))
+            for k in ("personalised_accuracy", "worst10_accuracy", "new_client_accuracy")
+            if local
+        ),
     )
     Console().print(table)
     print(f"results: {out}")

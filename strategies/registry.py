@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from flwr.serverapp import strategy as fl
 
-from learning.config import ExperimentConfig
+from learning.config import PERSONAL_STRATEGIES, ExperimentConfig
 from learning.errors import ConfigError
 from learning.plugins import call, is_plugin, plugin_error, resolve, settings_kwargs
 from strategies.centered_clipping import CenteredClipping
@@ -106,6 +106,10 @@ STRATEGIES: dict[str, Builder] = {
     "centeredclip": lambda c, n: CenteredClipping(
         **_common(n), tau=c.strategy.clip_tau, iterations=c.strategy.clip_iterations
     ),
+    # Personalised methods (docs/personalised.md): the server averages what clients
+    # share; personal layers come back as they were sent (zero change), personal models
+    # never leave the client (clients/personal.py).
+    **dict.fromkeys(PERSONAL_STRATEGIES, lambda c, n: fl.FedAvg(**_common(n))),
 }
 
 

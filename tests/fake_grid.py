@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 
 DELTA = 0.01  # every fake client moves each weight by this much
+
+
+def eval_metrics(pid: int, rnd: int) -> MetricRecord:
+    """A fake client's local test: accuracy (pid % 10) / 10 + round / 100, 20 + pid examples."""
+    acc = (pid % 10) / 10 + rnd / 100
+    return MetricRecord(
+        {
+            "num-examples": 20 + pid,
+            "eval-loss": 1.0 - acc,
+            "eval-accuracy": acc,
+            "partition-id": pid,
+        }
+    )
 
 
 class RecordingGrid:
@@ -107,6 +120,11 @@ class FakeClients(RecordingGrid):
             else:
                 pid = self.get_node_ids().index(msg.metadata.dst_node_id)
             if self._hit(self.drop, pid, rnd):
+                continue
+            if msg.metadata.message_type == MessageType.EVALUATE:  # local-eval: scalars only
+                replies.append(
+                    Message(RecordDict({"metrics": eval_metrics(pid, rnd)}), reply_to=msg)
+                )
                 continue
             if self._hit(self.crash, pid, rnd):
                 replies.append(Message(Error(0, f"crash {pid}"), reply_to=msg))

@@ -116,6 +116,28 @@ def pick_online(
     return sorted(picked)
 
 
+@dataclass(frozen=True)
+class TrainingClients:
+    """A policy over the clients that train: `inner` draws positions in `pids` (the
+    clients not held out by holdout-clients), so a held-out client is never asked to
+    train, in a draw or a top-up."""
+
+    inner: SamplingPolicy
+    pids: tuple[int, ...]
+
+    @property
+    def tops_up(self) -> bool:
+        return self.inner.tops_up
+
+    def draw(self, server_round: int) -> list[int]:
+        return sorted(self.pids[i] for i in self.inner.draw(server_round))
+
+    def top_up(self, server_round: int, attempt: int, tried: set[int], k: int) -> list[int]:
+        where = {p: i for i, p in enumerate(self.pids)}
+        done = {where[p] for p in tried if p in where}
+        return sorted(self.pids[i] for i in self.inner.top_up(server_round, attempt, done, k))
+
+
 def sampling_policy(
     fed: FederationConfig,
     poisson: bool,

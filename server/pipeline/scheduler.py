@@ -134,6 +134,8 @@ class SyncScheduler:
         weights = state.arrays.to_numpy_ndarrays()
         health["global_update_norm"] = records.global_update_norm(before, weights)
         evaluation = self.evaluate(rnd, weights, (start, self.s.clock.now))
+        if self.s.local_eval is not None:  # local-eval: on the clients, its own schedule
+            evaluation.update(self.s.local_eval(rnd, state.arrays))
         t3 = time.perf_counter()
         timings = records.Timings(t0, t1, t_health, t2, t3).row(state.started)
         privacy = privacy_row(self.s.private_cfg, self.s.strategy)

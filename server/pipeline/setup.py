@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from logging import WARNING
@@ -13,8 +14,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from clients.attacks import COLLUDING
-from learning.config import ExperimentConfig, FederationConfig
+from learning.config import PERSONAL_STRATEGIES, ExperimentConfig, FederationConfig
 from learning.config_checks import over_selected
+from learning.config_personal import holdout_count
+from learning.local_split import holdout_set
 from learning.plugin_objects import display
 from learning.scenarios import on_clock
 from learning.training import initial_weights
@@ -25,7 +28,8 @@ from server.deployment import NodeDealer
 from server.pipeline.aggregate import Aggregator
 from server.pipeline.clock import Clock
 from server.pipeline.dispatch import Dispatcher, chunk_stamp, stamp
-from server.pipeline.sampling_policy import SamplingPolicy, sampling_policy
+from server.pipeline.local_eval import LocalEvaluator
+from server.pipeline.sampling_policy import SamplingPolicy, TrainingClients, sampling_policy
 from strategies.registry import build_strategy, pooling_kind
 
 
@@ -43,6 +47,7 @@ class Stages:
     max_retries: int
     clock: Clock
     pooling: str | None = None  # pooled dispatch's kind (strategies/pooling.py); None: off
+    local_eval: LocalEvaluator | None = None  # local-eval: evaluation on the clients
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -75,20 +80,41 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     base = client_config(cfg.to_flat())  # never the server-only keys
     clock = Clock(cfg, fed.num_clients)
     online = None if clock.availability.always else clock.online
+    sampling = sampling_policy(fed, central, key, over_selected(cfg), online)
+    local_eval = None
+    if cfg.personal.local_eval:
+        sampling, local_eval = with_local_eval(cfg, grid, base, key, sampling)
     return Stages(
         cfg=cfg,
         private_cfg=private_cfg,
         fed=fed,
         strategy=strategy,
         weights=weights,
-        sampling=sampling_policy(fed, central, key, over_selected(cfg), online),
+        sampling=sampling,
         dispatch=Dispatcher(strategy, grid, base, address, clock if on_clock(cfg) else None),
         aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,
         clock=clock,
         pooling=pooling,
+        local_eval=local_eval,
     )
+
+
+def with_local_eval(
+    cfg: ExperimentConfig, grid: Grid, base: dict, key: int | None, sampling: SamplingPolicy
+) -> tuple[SamplingPolicy, LocalEvaluator]:
+    """local-eval's evaluator, and the sampling over the clients that train (held-out
+    clients never do). config_personal refuses holding clients out where the policy
+    cannot be wrapped (central DP's Poisson draw, intermittent availability)."""
+    fed, p = cfg.federation, cfg.personal
+    held = holdout_set(fed.seed, fed.num_clients, holdout_count(fed.num_clients, p.holdout_clients))
+    if held:
+        train = tuple(c for c in range(fed.num_clients) if c not in held)
+        inner = dataclasses.replace(fed, num_clients=len(train))
+        central = cfg.privacy.dp == "central"
+        sampling = TrainingClients(sampling_policy(inner, central, key, over_selected(cfg)), train)
+    return sampling, LocalEvaluator(cfg, grid, base, held)
 
 
 def pooling_for(cfg: ExperimentConfig) -> str | None:
@@ -108,6 +134,8 @@ def pooling_for(cfg: ExperimentConfig) -> str | None:
         why = "SecAgg+"
     elif cfg.attack.attack in COLLUDING:
         why = f"the colluding attack {cfg.attack.attack!r}"
+    elif cfg.strategy.strategy in PERSONAL_STRATEGIES:
+        why = f"the personalised method {cfg.strategy.strategy!r} (its state is per client)"
     elif kind is None:
         why = f"strategy {display(cfg.strategy.strategy)!r} needs individual updates"
     elif cfg.devices.round_policy != "sync" or cfg.devices.availability != "always":

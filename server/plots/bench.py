@@ -13,11 +13,12 @@ def plot_grid_curves(
     panels: dict[str, dict[str, list[list[float]]]],
     path: Path,
     hours: dict[str, dict[str, list[list[float]]]] | None = None,
+    ylabel: str = "test accuracy",
 ) -> None:
     """`panels[group][variant]` holds one accuracy curve per seed: the mean is drawn, the
     seeds' min-max band shaded; a variant keeps its colour across panels. With `hours`
     (same shape: the virtual hours of each point) the x axis is virtual time, the seeds'
-    mean time at each evaluation."""
+    mean time at each evaluation. `ylabel`: what the curves are (personalised.png)."""
     plt = pyplot()
     groups = list(panels)
     variants = list(dict.fromkeys(v for g in panels.values() for v in g))
@@ -39,7 +40,7 @@ def plot_grid_curves(
                 ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=colour, alpha=0.15)
         ax.set_title(group)
         ax.set_xlabel("round" if hours is None else "virtual hours")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()

@@ -94,3 +94,18 @@ def test_nothing_else_makes_generators():
                 continue
             bad += _random_calls(path)
     assert not bad, "make generators with learning.streams.generator:\n" + "\n".join(bad)
+
+
+def test_the_local_eval_streams_are_their_own():
+    """A client's local split, its personal shuffling and a new client's personalising
+    draw from streams apart from its round's training shuffle (issue 17)."""
+    s, r, pid = 3, 5, 7
+    train = generator(s, Tag.LOCAL_TRAIN, r, pid).random(4)
+    for other in (
+        generator(s, Tag.PERSONAL_TRAIN, r, pid),
+        generator(s, Tag.NEW_CLIENT_TRAIN, r, pid),
+        generator(s, Tag.LOCAL_SPLIT, pid),
+        generator(s, Tag.LOCAL_EVAL_SAMPLE, r),
+        generator(s, Tag.HOLDOUT),
+    ):
+        assert not np.array_equal(other.random(4), train)
