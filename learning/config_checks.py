@@ -120,8 +120,12 @@ def check_natural(cfg: Sections) -> None:
         )
 
 
-# Strategies whose clients keep state in the on-disk client store (clients/stateful.py).
-CLIENT_STATE_STRATEGIES = ("scaffold", "feddyn")
+# Strategies whose clients keep state in the on-disk client store (clients/stateful.py,
+# clients/personal.py).
+CLIENT_STATE_STRATEGIES = (
+    *("scaffold", "feddyn"),
+    *("local", "fedper", "fedrep", "fedbn", "ditto", "apfl"),
+)
 
 
 def _check_checkpoint_every(cfg: Sections) -> None:

@@ -76,6 +76,11 @@ def check_personal(cfg: Any) -> None:
             "set local-eval = true"
         )
     held = holdout_count(fed.num_clients, p.holdout_clients)
+    if p.holdout_clients > 0 and held == 0:
+        raise ConfigError(
+            f"holdout-clients = {p.holdout_clients} of {fed.num_clients} clients holds out "
+            f"none (round({p.holdout_clients} x {fed.num_clients}) = 0); raise it or set 0"
+        )
     if held and not p.local_eval:
         raise ConfigError("holdout-clients needs local-eval = true (they are only evaluated)")
     if fed.clients_per_round > fed.num_clients - held:

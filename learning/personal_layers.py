@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from learning.errors import ConfigError
+
 HEAD_PREFIX = "head"
 
 
@@ -61,3 +63,22 @@ def layer_roles(model) -> LayerRoles:
         bn=tuple(b for _, b in pairs),
         trainable=tuple(pos[id(v)] for v in model.trainable_variables),
     )
+
+
+def check_personal_model(strategy: str, model, name: str) -> None:
+    """One line where a personalised method cannot mean what it says on this model:
+    FedBN needs batch-norm layers to keep; FedRep's frozen body and APFL's mixing are
+    gradient steps, which a batch-norm layer's moving statistics do not take (they would
+    move while "frozen", or be extrapolated by APFL's unmixing)."""
+    bn = any(layer_roles(model).bn)
+    if strategy == "fedbn" and not bn:
+        raise ConfigError(
+            f"strategy 'fedbn' keeps batch-norm layers local, but model {name!r} has none; "
+            'use model = "cnn-bn" or a model with keras.layers.BatchNormalization'
+        )
+    if strategy in ("fedrep", "apfl") and bn:
+        raise ConfigError(
+            f"strategy {strategy!r} with a batch-norm model ({name!r}): its moving "
+            "statistics are not gradient steps, so they would not stay frozen (fedrep) or "
+            "mix as the method assumes (apfl); use a model without batch norm, or fedbn"
+        )

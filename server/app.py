@@ -15,6 +15,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
 from learning.federated_data import dataset_for, partition_histograms
+from learning.models import build_model
+from learning.personal_layers import check_personal_model
 from learning.plugin_objects import display
 from privacy.release import guarded
 from server.checkpoint import load_checkpoint
@@ -93,6 +95,10 @@ def run_experiment(
         from the checkpoint (dropping any row of a round that did not checkpoint).
     """
     cfg = cfg.replace(out_dir=str(Path(run_dir).resolve()))  # clients keep state under it
+    if cfg.strategy.strategy in ("fedbn", "fedrep", "apfl"):  # `flwr run` has no preflight
+        ds = dataset_for(cfg)
+        model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
+        check_personal_model(cfg.strategy.strategy, model, display(cfg.train.model))
     recorder = RunRecorder(run_dir)
     checkpoint = None
     if resume:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from learning.config import ExperimentConfig
+from learning.plugin_objects import display
 from learning.plugins import is_plugin
 
 
@@ -50,6 +51,14 @@ def preflight(cfg: ExperimentConfig, seen: set[tuple] | None = None) -> None:
         from learning.training import initial_weights  # softmax probe, warm-start shapes
 
         initial_weights(t.model, ds.input_shape, ds.num_classes, 0, t.init_weights, settings=plugin)
+    if cfg.strategy.strategy in ("fedbn", "fedrep", "apfl") and first(
+        "personal", cfg.strategy.strategy, t.model, shape, plugin
+    ):
+        from learning.models import build_model
+        from learning.personal_layers import check_personal_model
+
+        model = build_model(t.model, ds.input_shape, ds.num_classes, plugin)
+        check_personal_model(cfg.strategy.strategy, model, display(t.model))
     unseeded = dataclasses.replace(fed, seed=0)  # the DP plan does not depend on the seed
     if cfg.privacy.dp == "central" and first("dp", cfg.privacy, unseeded, t.model, shape, plugin):
         from privacy.accounting import check_central_dp, check_secagg_clipping

@@ -9,6 +9,7 @@ import pytest
 import strategies  # noqa: F401  (registers the strategy names)
 from clients.personal import _load, evaluation_model, local_step, roles_of, train_round
 from learning.config import ExperimentConfig
+from learning.errors import ConfigError
 from learning.personal_layers import layer_roles
 from learning.training import LocalTrainConfig, get_trainer, initial_weights
 from strategies.personalised import apfl_mix
@@ -183,3 +184,22 @@ def test_the_client_app_trains_on_the_local_train_split_and_tests_on_its_test(tm
     assert set(got.content.keys()) == {"metrics"}
     m = got.content["metrics"]
     assert m["num-examples"] == len(yte) == 25 and 0.0 <= m["eval-accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("strategy", "model", "fragment"),
+    [
+        ("fedbn", "small-cnn", "has none"),
+        ("fedrep", "cnn-bn", "would not stay frozen"),
+        ("apfl", "cnn-bn", "mix as the method assumes"),
+    ],
+)
+def test_a_method_the_model_cannot_serve_is_one_line_before_round_1(strategy, model, fragment):
+    from simulations.run_output import preflight
+
+    cfg = ExperimentConfig.from_flat(
+        {"strategy": strategy, "model": model, "local-eval": True, "num-clients": 10}
+    )
+    with pytest.raises(ConfigError) as info:
+        preflight(cfg)
+    assert fragment in str(info.value) and "\n" not in str(info.value)

@@ -53,6 +53,8 @@ def test_round_trip_through_flat_keys():
         ("checkpoint-every=0", "'checkpoint-every' must be >= 1"),
         ("checkpoint-every=3;strategy=scaffold", "clients keep state on disk"),
         ("checkpoint-every=2;scenario=class-incremental;cl-method=replay", "'replay'"),
+        ("checkpoint-every=2;strategy=fedper;local-eval=true", "clients keep state on disk"),
+        ("local-eval=true;holdout-clients=0.004", "holds out none"),
     ],
 )
 def test_bad_values_give_one_line_errors(override, fragment):

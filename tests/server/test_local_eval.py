@@ -24,8 +24,9 @@ def _evaluate(weights):
 def _run(tmp_path, **extra):
     from server.loop import run_rounds
 
+    crash = extra.pop("crash", ())
     cfg = ExperimentConfig.from_flat({**BASE, **extra})
-    grid = FakeClients(4)
+    grid = FakeClients(4, crash=list(crash))
     result = run_rounds(grid, cfg, _evaluate, 4, run_dir=tmp_path)
     return cfg, grid, result
 
@@ -57,6 +58,20 @@ def test_held_out_clients_never_train_and_are_evaluated_as_new(tmp_path):
     assert {k: rows[3][k] for k in FIELDS} == want
     keys = list(rows[3])  # right after the central evaluation's fields
     assert keys[: 3 + len(FIELDS)] == ["round", "accuracy", "loss", *FIELDS]
+
+
+def test_top_ups_never_draw_a_held_out_client(tmp_path):
+    # half the clients crash every round, so every round tops up (max-retries 3)
+    crash = [(p, r) for p in range(0, 20, 2) for r in range(1, 5)]
+    _, grid, result = _run(
+        tmp_path,
+        **{"local-eval": True, "holdout-clients": 0.25, "max-retries": 3, "min-clients": 5},
+        crash=crash,
+    )
+    held = holdout_set(3, 20, holdout_count(20, 0.25))
+    trained = [int(m.content["config"]["partition-id"]) for m in _kind(grid, MessageType.TRAIN)]
+    assert len(trained) > 4 * 5  # the top-ups happened
+    assert not set(trained) & held
 
 
 def test_a_sample_of_training_clients_is_evaluated(tmp_path):
