@@ -32,9 +32,9 @@ from learning.federated_data import (
 from learning.plugin_settings import is_setting
 from learning.scenarios import client_task
 from learning.streams import Tag, generator
+from learning.tf_import import configure_threads
 from learning.training import (
     LocalTrainConfig,
-    configure_threads,
     get_trainer,
     to_float_images,
 )

@@ -11,18 +11,15 @@ left out of client messages and the config digest while it holds its default
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from learning.config_field import key_field as _k
 from learning.errors import ConfigError
 
 # Personalised methods: the server aggregates the shared part as FedAvg does; what each
 # keeps per client is in clients/personal.py, the update rules in strategies/personalised.py.
 PERSONAL_STRATEGIES = ("fedavg-ft", "local", "fedper", "fedrep", "fedbn", "ditto", "apfl")
-
-
-def _k(default: Any, help: str, **rules: Any) -> Any:
-    return field(default=default, metadata={"help": help, **rules})
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,13 @@ A registry-backed key also takes a plug-in by import path (learning/plugins.py).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from learning.config_devices import (
+    DevicesConfig,
+)
+from learning.config_field import key_field as _k
 from learning.config_personal import PERSONAL_KEYS, PersonalConfig
 
 OPTIMIZER_NAMES = ("sgd", "adam")
@@ -32,17 +36,9 @@ SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
 CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
 DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
 COLOR_NAMES = ("grey", "rgb")
-DEVICE_PROFILES = ("uniform", "lognormal", "file")
-AVAILABILITY_NAMES = ("always", "diurnal", "file")
-ROUND_POLICIES = ("sync", "deadline")
 STALENESS_NAMES = ("constant", "polynomial", "hinge")
 # Strategies run by the asynchronous scheduler (server/pipeline/async_scheduler.py).
 ASYNC_STRATEGIES = ("fedasync", "fedbuff")
-
-
-def _k(default: Any, help: str, **rules: Any) -> Any:
-    """A config field: its default, its `perennial keys` help and its value rules."""
-    return field(default=default, metadata={"help": help, **rules})
 
 
 @dataclass(frozen=True)
@@ -262,51 +258,6 @@ class ContinualConfig:
     task_seconds: float = _k(
         0.0, "virtual seconds each task lasts (0 = tasks change by rounds-per-task)", min=0.0
     )
-
-
-@dataclass(frozen=True)
-class DevicesConfig:
-    """The virtual clock: device speeds and links, availability, round policy."""
-
-    device_profile: str = _k(
-        "uniform",
-        "client devices: uniform (all alike), lognormal (speeds and links, sigma), "
-        "file (device-file)",
-        choices=DEVICE_PROFILES,
-    )
-    example_seconds: float = _k(
-        0.002, "compute: median seconds per example per local epoch", gt=0.0
-    )
-    up_bandwidth: float = _k(1.25e6, "median upload bandwidth, bytes/s", gt=0.0)
-    down_bandwidth: float = _k(5.0e6, "median download bandwidth, bytes/s", gt=0.0)
-    latency: float = _k(0.05, "median link latency per update, seconds", min=0.0)
-    speed_sigma: float = _k(0.5, "lognormal profile: sigma of log speed and log bandwidth", min=0.0)
-    slow_fraction: float = _k(
-        0.0, "share of clients whose compute is slow-factor slower", min=0.0, max=1.0
-    )
-    slow_factor: float = _k(10.0, "how many times slower a slow client computes", min=1.0)
-    device_file: str = _k("", "CSV client,speed,up,down,latency (s/example-epoch, bytes/s, s)")
-    availability: str = _k(
-        "always",
-        "when clients are online: always, diurnal (period, duty cycle, seeded phase), "
-        "file (availability-file)",
-        choices=AVAILABILITY_NAMES,
-    )
-    availability_file: str = _k("", "CSV client,start,end of online intervals (virtual seconds)")
-    diurnal_period: float = _k(86400.0, "diurnal availability: period, virtual seconds", gt=0.0)
-    duty_cycle: float = _k(
-        0.5, "diurnal availability: share of each period online", gt=0.0, max=1.0
-    )
-    round_policy: str = _k(
-        "sync",
-        "sync: wait for every client; deadline: stop at round-deadline",
-        choices=ROUND_POLICIES,
-    )
-    round_deadline: float = _k(60.0, "deadline policy: virtual seconds a round waits", gt=0.0)
-    over_selection: float = _k(
-        1.0, "deadline policy: sample this many times clients-per-round, keep the first", min=1.0
-    )
-    concurrency: int = _k(10, "asynchronous strategies: clients training at once", min=1)
 
 
 SECTIONS = {

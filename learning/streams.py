@@ -32,7 +32,7 @@ class Tag(IntEnum):
     SUBSET = 2  # train-/test-subset draw (fields: which 0 = train, 1 = test)
     PARTITION = 3  # partitioner draw (fields: none)
     # 4 was MODEL_INIT: Keras's initialisers are seeded by keras.utils.set_random_seed
-    # (learning/training.py), the one generator made outside this module
+    # (learning/warm_start.py), the one generator made outside this module
     LOCAL_TRAIN = 5  # a client's shuffling in a round (fields: round, client)
     MALICIOUS = 6  # which clients attack (fields: none)
     FAULT = 7  # crash / straggler / nan draws (fields: round, client, kind)

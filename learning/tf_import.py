@@ -3,7 +3,8 @@
 TensorFlow's C++ runtime prints oneDNN/CUDA notices before its logging is
 initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide them; every worker would print
 them. We silence file descriptor 2 for the import only (PERENNIAL_TF_LOGS=1 keeps
-them), and hide CUDA devices when no GPU was asked for.
+them), and hide CUDA devices when no GPU was asked for. Its thread pools are sized once
+per process (`configure_threads`, to the CPUs a worker was given: `cpu_count`).
 """
 
 from __future__ import annotations
@@ -45,3 +46,19 @@ def _set_threads(tf, threads: int) -> None:
     if threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+
+
+_THREADS_SET = False
+
+
+def configure_threads(num_threads: int) -> None:
+    """Size TensorFlow's pools to the CPUs this process was given (first call wins)."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    import_tensorflow(threads=max(1, int(num_threads)))
+    _THREADS_SET = True
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

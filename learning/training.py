@@ -14,7 +14,6 @@ replay's extra examples (both arguments of the compiled epoch, gathered per batc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,18 +25,6 @@ from learning.plugins import reads_settings
 from learning.train_types import ContinualInputs, LocalTrainConfig, StepMode, TrainResult
 
 _TRAINERS: dict[tuple, Trainer] = {}
-_THREADS_SET = False
-
-
-def configure_threads(num_threads: int) -> None:
-    """Size TensorFlow's pools to the CPUs this process was given (first call wins)."""
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    from learning.tf_import import import_tensorflow
-
-    import_tensorflow(threads=max(1, int(num_threads)))
-    _THREADS_SET = True
 
 
 class Trainer:
@@ -351,37 +338,6 @@ def get_trainer(
     return _TRAINERS[key]
 
 
-def initial_weights(
-    model_name: str,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    seed: int,
-    init_weights: str = "",
-    settings: Mapping[str, Any] | None = None,
-) -> list[np.ndarray]:
-    """Seeded initial global weights (Keras initialisers under a fixed seed), a `.keras`
-    model's own weights, or, with `init_weights`, those stored there (warm start; it
-    takes precedence over a `.keras` model's weights). `settings`: the [plugin] table."""
-    from learning.tf_import import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    keras.utils.set_random_seed(int(seed))
-    model = build_model(model_name, tuple(input_shape), num_classes, settings)
-    weights = [np.asarray(w) for w in model.get_weights()]
-    del model
-    if init_weights:
-        from learning.warm_start import warm_weights
-
-        weights = warm_weights(init_weights, weights, model_name)
-    return weights
-
-
 def to_float_images(x: np.ndarray) -> np.ndarray:
     """uint8 images -> float32 in [0, 1]; done per client slice, not per dataset."""
     return x.astype(np.float32) / np.float32(255.0)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,4 +1,5 @@
-"""Warm start: the initial global weights read from a file instead of drawn from a seed.
+"""The initial global weights: drawn from a seed (`initial_weights`), a `.keras` model's
+own, or, for a warm start, read from a file.
 
 `init-weights` names a `.keras` model (an exported perennial model included), a weights
 `.npz` (a perennial `checkpoint.npz`, or `np.savez(path, *model.get_weights())`), or a
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from learning.errors import ConfigError
+from learning.models import build_model
 
 FORM = "a .keras model, a weights .npz, or a run directory holding checkpoint.npz"
 
@@ -66,3 +70,28 @@ def warm_weights(path: str, model_weights: list[np.ndarray], model: str) -> list
     got = read_weights(path)
     check_shapes(path, got, model_weights, model)
     return [np.asarray(g, dtype=w.dtype) for g, w in zip(got, model_weights, strict=True)]
+
+
+def initial_weights(
+    model_name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    seed: int,
+    init_weights: str = "",
+    settings: Mapping[str, Any] | None = None,
+) -> list[np.ndarray]:
+    """Seeded initial global weights (Keras initialisers under a fixed seed), a `.keras`
+    model's own weights, or, with `init_weights`, those stored there (warm start; it
+    takes precedence over a `.keras` model's weights). `settings`: the [plugin] table."""
+    from learning.tf_import import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    model = build_model(model_name, tuple(input_shape), num_classes, settings)
+    weights = [np.asarray(w) for w in model.get_weights()]
+    del model
+    if init_weights:
+        weights = warm_weights(init_weights, weights, model_name)
+    return weights

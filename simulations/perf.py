@@ -33,7 +33,8 @@ from typing import Any
 from learning.config import ExperimentConfig, build_config
 from learning.federated_data import client_shard, dataset_for
 from learning.streams import Tag, generator
-from learning.training import get_trainer, initial_weights, to_float_images
+from learning.training import get_trainer, to_float_images
+from learning.warm_start import initial_weights
 from server.sampling import sample_clients
 from simulations.memory import PeakMemory
 

@@ -22,7 +22,8 @@ from clients.app import experiment_from_message, partition_id_for
 from learning.config import ExperimentConfig
 from learning.federated_data import client_shard, dataset_for
 from learning.models import build_model
-from learning.training import initial_weights, to_float_images
+from learning.training import to_float_images
+from learning.warm_start import initial_weights
 
 quickstart_app = ClientApp()
 

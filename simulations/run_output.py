@@ -48,7 +48,7 @@ def preflight(cfg: ExperimentConfig, seen: set[tuple] | None = None) -> None:
     if (is_plugin(t.model) or t.init_weights) and first(
         "model", t.model, t.init_weights, shape, plugin
     ):
-        from learning.training import initial_weights  # softmax probe, warm-start shapes
+        from learning.warm_start import initial_weights  # softmax probe, warm-start shapes
 
         initial_weights(t.model, ds.input_shape, ds.num_classes, 0, t.init_weights, settings=plugin)
     if cfg.strategy.strategy in ("fedbn", "fedrep", "apfl") and first(
@@ -65,7 +65,7 @@ def preflight(cfg: ExperimentConfig, seen: set[tuple] | None = None) -> None:
 
         check_central_dp(cfg)
         if cfg.privacy.secure_aggregation:
-            from learning.training import initial_weights
+            from learning.warm_start import initial_weights
 
             w = initial_weights(t.model, ds.input_shape, ds.num_classes, 0, settings=plugin)
             check_secagg_clipping(cfg, sum(a.size for a in w))

@@ -20,7 +20,7 @@ from typing import Any
 from learning.config import ExperimentConfig
 from learning.errors import PerennialError
 from learning.plugin_objects import TRUST_ENV
-from learning.training import cpu_count
+from learning.tf_import import cpu_count
 
 
 def backend_config(cfg: ExperimentConfig, ray_address: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from learning.config_personal import holdout_count
 from learning.local_split import holdout_set
 from learning.plugin_objects import display
 from learning.scenarios import on_clock
-from learning.training import initial_weights
+from learning.warm_start import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
 from privacy.secagg.round import SecureSender
 from privacy.server_key import client_config, server_key

@@ -17,7 +17,7 @@ from helpers import context
 from clients.app import train
 from clients.state_store import ClientStore
 from learning.config import build_config
-from learning.training import initial_weights
+from learning.warm_start import initial_weights
 from strategies.scaffold import SCAFFOLD_C_KEY, SCAFFOLD_DC_KEY
 
 pytestmark = pytest.mark.tf

@@ -11,7 +11,7 @@ from clients.app import app, train
 from clients.continual import STATE_DIR
 from clients.state_store import ClientStore
 from learning.config import build_config
-from learning.training import initial_weights
+from learning.warm_start import initial_weights
 
 pytestmark = pytest.mark.tf
 

@@ -11,7 +11,8 @@ from clients.personal import _load, evaluation_model, local_step, roles_of, trai
 from learning.config import ExperimentConfig
 from learning.errors import ConfigError
 from learning.personal_layers import layer_roles
-from learning.training import LocalTrainConfig, get_trainer, initial_weights
+from learning.training import LocalTrainConfig, get_trainer
+from learning.warm_start import initial_weights
 from strategies.personalised import apfl_mix
 
 pytestmark = pytest.mark.tf

@@ -12,7 +12,7 @@ from helpers import context
 from clients.app import train
 from clients.attacks import fault_draw
 from learning.config import build_config
-from learning.training import initial_weights
+from learning.warm_start import initial_weights
 from privacy.client_mods import privacy_mod
 from privacy.reply_check import fixed_errors_mod, weights_only_mod
 from strategies.pooling import FAILED, NOT_FINITE, OK

@@ -93,7 +93,8 @@ def test_plugins_that_ask_get_the_plugin_table(pkg):
     """A builder, loader and partitioner declaring `settings` get the [plugin] table
     (through the config, as every process builds them); each cache keys on it."""
     from learning.federated_data import dataset_for, partitions_for
-    from learning.training import get_trainer, initial_weights
+    from learning.training import get_trainer
+    from learning.warm_start import initial_weights
 
     def cfg(**settings):
         flat = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.training import LocalTrainConfig, get_trainer, initial_weights
+from learning.training import LocalTrainConfig, get_trainer
+from learning.warm_start import initial_weights
 
 pytestmark = pytest.mark.tf
 

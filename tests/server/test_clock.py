@@ -26,7 +26,7 @@ def _run(tmp_path, slots=4, grid=None, **keys):
 
 
 def _model_bytes(cfg):
-    from learning.training import initial_weights
+    from learning.warm_start import initial_weights
 
     return sum(w.nbytes for w in initial_weights("small-cnn", (28, 28, 1), 10, cfg.federation.seed))
 

@@ -62,7 +62,7 @@ def test_exported_models_give_the_recorded_accuracies(run):
 
 
 def test_warm_start_from_model_keras_or_run_dir_gives_the_final_weights(run):
-    from learning.training import initial_weights
+    from learning.warm_start import initial_weights
     from server.checkpoint import load_checkpoint
 
     cfg, out, _ = run
@@ -77,7 +77,7 @@ def test_warm_start_from_model_keras_or_run_dir_gives_the_final_weights(run):
 
 
 def test_warm_start_from_another_model_is_one_line(run):
-    from learning.training import initial_weights
+    from learning.warm_start import initial_weights
 
     _, out, _ = run
     with pytest.raises(ConfigError, match="warm-start from weights of the same model") as info:

@@ -31,7 +31,7 @@ def pkg(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["byo_pkg.strategies:MeanPlus", "byo_pkg.strategies:factory"])
 def test_the_user_strategy_makes_every_server_step(pkg, tmp_path, name):
-    from learning.training import initial_weights
+    from learning.warm_start import initial_weights
     from server.app import run_experiment
     from server.checkpoint import load_checkpoint
 
@@ -66,7 +66,7 @@ def test_a_bad_user_strategy_is_one_line_in_preflight(pkg, attr, fragment):
 
 @pytest.mark.parametrize("name", ["byo_pkg.strategies:MeanPlus", "byo_pkg.strategies:tuned"])
 def test_a_strategy_class_or_factory_asking_for_settings_gets_the_table(pkg, tmp_path, name):
-    from learning.training import initial_weights
+    from learning.warm_start import initial_weights
     from server.app import run_experiment
     from server.checkpoint import load_checkpoint
 

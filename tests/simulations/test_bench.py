@@ -315,7 +315,7 @@ def test_cells_that_would_share_a_directory_are_refused(byo, tmp_path):
 def test_preflight_checks_each_distinct_plugin_once(byo, tmp_path, monkeypatch):
     """A grid's preflight builds each plug-in strategy and model once per distinct
     [plugin] settings, not once per cell (nor only the first cell's)."""
-    import learning.training
+    import learning.warm_start
     import strategies.registry
     from learning.config import ExperimentConfig
     from simulations.run_output import preflight
@@ -323,7 +323,7 @@ def test_preflight_checks_each_distinct_plugin_once(byo, tmp_path, monkeypatch):
     models, built = [], []
     real = strategies.registry.build_strategy
     monkeypatch.setattr(
-        learning.training, "initial_weights", lambda *a, **k: models.append((a, k["settings"]))
+        learning.warm_start, "initial_weights", lambda *a, **k: models.append((a, k["settings"]))
     )
     monkeypatch.setattr(
         strategies.registry, "build_strategy", lambda c, n: built.append(c.plugin) or real(c, n)
