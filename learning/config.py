@@ -24,7 +24,14 @@ from learning.config_checks import (
     registry_names,
     rounds_per_task,
 )
-from learning.config_files import config_values, load_toml, parse_override, read_toml, to_toml
+from learning.config_files import (
+    config_values,
+    load_toml,
+    parse_override,
+    read_toml,
+    table_values,
+    to_toml,
+)
 from learning.config_keys import canonical_key, check_value, coerce, flat_values, key_spec
 from learning.config_personal import PERSONAL_STRATEGIES, PersonalConfig
 from learning.config_schema import (
@@ -68,6 +75,7 @@ __all__ = [
     "flat_values",
     "key_spec",
     "load_toml",
+    "table_values",
     "parse_override",
     "read_toml",
     "register_strategy_names",

@@ -9,6 +9,7 @@ overrides an earlier one whichever form each uses.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,26 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if "experiment" in data and isinstance(data["experiment"], dict):
         rest = {k: v for k, v in data.items() if k != "experiment"}
         data = {**data["experiment"], **rest}
+    return table_values(data, f"config file {str(p)!r}")
+
+
+def table_values(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Keys flat at the top level or grouped in section tables (and `[plugin]`), as a
+    TOML file, a grid table or a Python API dict writes them: canonical and flat."""
     dotted: dict[str, Any] = {}
     for key, value in data.items():
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             dotted[key] = value
             continue
         if key not in SECTIONS and key != TABLE:
             raise ConfigError(
-                f"config file {str(p)!r} has a table [{key}], which is not a section; "
+                f"{where} has a table [{key}], which is not a section; "
                 f"sections are {list(SECTIONS)}, and [{TABLE}] for plug-in settings"
             )
         for name, inner in value.items():
-            if isinstance(inner, dict):
+            if isinstance(inner, Mapping):
                 raise ConfigError(
-                    f"config file {str(p)!r} has a table [{key}.{name}]; sections hold "
-                    "keys, not tables"
+                    f"{where} has a table [{key}.{name}]; sections hold keys, not tables"
                 )
             dotted[f"{key}.{name}"] = inner
     return flat_values(dotted)

@@ -28,7 +28,13 @@ from typing import Any
 
 import learning  # noqa: F401  (privacy defaults: telemetry off)
 import strategies  # noqa: F401  (registers the strategy names the config checks)
-from learning.config import ExperimentConfig, build_config, canonical_key, flat_values, load_toml
+from learning.config import (
+    ExperimentConfig,
+    build_config,
+    canonical_key,
+    load_toml,
+    table_values,
+)
 from learning.errors import ConfigError
 from learning.federated_data import clear_caches
 from learning.plugin_objects import is_pickled, object_name, pack, trust_payloads
@@ -70,26 +76,14 @@ def experiment_values(config: Config = None, overrides: Mapping[str, Any] | None
     elif isinstance(config, (str, Path)):
         values = load_toml(config)
     elif isinstance(config, Mapping):
-        values = flat_values(_dotted(config))
+        values = table_values(config, "config")
     else:
         raise ConfigError(
             f"config must be a dict or a TOML path, got {type(config).__name__}; "
             'e.g. run({"rounds": 5}) or run("experiment.toml")'
         )
-    for key, value in flat_values(_dotted(overrides or {})).items():
-        values[canonical_key(key)] = value
+    values.update(table_values(overrides or {}, "overrides"))
     return {k: _by_value(k, v) for k, v in values.items()}
-
-
-def _dotted(table: Mapping[str, Any]) -> dict[str, Any]:
-    """Section tables (`{"train": {"lr": 0.1}}`) as `section.key`; flat keys as they are."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
 
 
 def _by_value(key: str, value: Any) -> Any:
@@ -265,8 +259,14 @@ def _grid_by_value(grid: Mapping[str, Any]) -> dict[str, Any]:
     def packed(table: object, where: str) -> dict[str, Any]:
         if not isinstance(table, Mapping):
             raise ConfigError(f"grid {where} must be a table (dict), got {type(table).__name__}")
-        flat = _dotted(table)
-        return {k: _by_value(canonical_key(k), v) if k != "name" else v for k, v in flat.items()}
+        keys = table_values({k: v for k, v in table.items() if k != "name"}, f"grid {where}")
+        out = {k: _by_value(k, v) for k, v in keys.items()}
+        return {**out, "name": table["name"]} if "name" in table else out
+
+    def axis(key: str, values: object) -> object:  # an axis is a list of values
+        if not isinstance(values, list):
+            return values  # load_grid says what an axis must be
+        return [v if isinstance(v, Mapping) else _by_value(key, v) for v in values]
 
     data: dict[str, Any] = dict(grid)
     data["base"] = packed(grid.get("base", {}), "base")
@@ -276,6 +276,8 @@ def _grid_by_value(grid: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError("grid variant must be a list of tables (dicts)")
         data["variant"] = [packed(v, "variant") for v in variants]
     if "axes" in grid:
-        axes = packed(grid["axes"] if isinstance(grid["axes"], Mapping) else [], "axes")
-        data["axes"] = axes
+        axes = grid["axes"]
+        if not isinstance(axes, Mapping):
+            raise ConfigError(f"grid axes must be a table (dict), got {type(axes).__name__}")
+        data["axes"] = {canonical_key(k): axis(canonical_key(k), v) for k, v in axes.items()}
     return data

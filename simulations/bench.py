@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.config import SECTIONS, ExperimentConfig, canonical_key, flat_values, read_toml
+from learning.config import ExperimentConfig, canonical_key, read_toml, table_values
 from learning.errors import ConfigError
 from learning.plugin_objects import is_pickled, object_name
-from learning.plugin_settings import TABLE
 from learning.plugins import FORMS, is_keras_file, is_plugin
 from server.run_dir import read_metrics
 from simulations.bench_tables import CONTINUAL_KEYS, PERSONAL_KEYS
@@ -172,13 +171,7 @@ def _keys(table: dict[str, Any]) -> dict[str, Any]:
     """A grid table's keys in canonical flat form: flat, `section.key`, or section
     sub-tables (`[base.train] lr = 0.1`, `[base.plugin] width = 64`) all name the same
     key."""
-    dotted: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict) and (key in SECTIONS or key == TABLE):
-            dotted.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            dotted[key] = value
-    return flat_values(dotted)
+    return table_values(table, "grid table")
 
 
 def _axis_value(key: str, value: Any) -> tuple[str, dict[str, Any]]:

@@ -225,3 +225,21 @@ def test_api_mistakes_are_one_line(tmp_path):
         "data-path": str(tmp_path),
         "rounds": 3,
     }
+
+
+def test_a_dict_grid_crosses_axes_and_packs_objects_in_them():
+    from simulations.api import _grid_by_value
+    from simulations.bench import load_grid
+
+    grid = load_grid(
+        _grid_by_value(
+            {
+                "base": {"rounds": 2, "federation": {"num-clients": 10}},
+                "axes": {"seed": [0, 1], "model": ["mlp", _build]},
+                "variant": [{"strategy": "fedavg"}, {"name": "prox", "strategy": "fedprox"}],
+            }
+        )
+    )
+    assert len(grid.cells) == 2 * 2 * 2
+    assert {c.values["model"] == "mlp" for c in grid.cells} == {True, False}
+    assert any("_build" in c.label for c in grid.cells)
