@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.availability import read_availability_file
-from learning.config_personal import check_personal
+from learning.config_personal import PERSONAL_STRATEGIES, check_personal
 from learning.config_schema import (
     ASYNC_STRATEGIES,
     SUM_ONLY_STRATEGIES,
@@ -120,11 +120,12 @@ def check_natural(cfg: Sections) -> None:
         )
 
 
-# Strategies whose clients keep state in the on-disk client store (clients/stateful.py,
-# clients/personal.py).
+# Strategies whose clients keep state in the on-disk client store: SCAFFOLD and FedDyn
+# (clients/stateful.py) and every personalised method but fedavg-ft (clients/personal.py).
 CLIENT_STATE_STRATEGIES = (
-    *("scaffold", "feddyn"),
-    *("local", "fedper", "fedrep", "fedbn", "ditto", "apfl"),
+    "scaffold",
+    "feddyn",
+    *(s for s in PERSONAL_STRATEGIES if s != "fedavg-ft"),
 )
 
 
@@ -135,9 +136,8 @@ def _check_checkpoint_every(cfg: Sections) -> None:
     every, cl = cfg.runtime.checkpoint_every, cfg.continual
     if every == 1:
         return
-    keeps = cfg.strategy.strategy in CLIENT_STATE_STRATEGIES and "strategy " + repr(
-        cfg.strategy.strategy
-    )
+    name = cfg.strategy.strategy
+    keeps = name in CLIENT_STATE_STRATEGIES and f"strategy {name!r}"
     if cl.scenario != "none" and cl.cl_method != "finetune":
         keeps = f"cl-method {cl.cl_method!r}"
     if keeps:
