@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.config import ExperimentConfig
+from learning.config_schema import ASYNC_STRATEGIES
 from learning.errors import PerennialError
 from learning.plugin_objects import TRUST_ENV
 from learning.tf_import import cpu_count
@@ -100,7 +101,7 @@ def run_apps(
 ) -> None:
     """Start Ray, then run `make_server(num_slots)` with `client_app` on Flower's runtime.
 
-    By default the runtime gets one SuperNode per Ray worker (execution slots); the perf
+    By default the runtime gets a few SuperNodes per Ray worker (execution slots); the perf
     benchmark's quickstart baseline passes `num_supernodes` to get Flower's usual one
     SuperNode per client, and `size_threads=False` to keep TensorFlow's default pools.
     """
@@ -119,7 +120,7 @@ def run_apps(
         from privacy.secagg.round import secagg_nodes
 
         num_supernodes = secagg_nodes(cfg)  # SecAgg+ keeps protocol state per node
-    num_slots = num_supernodes or min(cfg.federation.clients_per_round, workers)
+    num_slots = num_supernodes or execution_slots(cfg, workers)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     if not verbose:
@@ -140,6 +141,22 @@ def run_apps(
         raise SimulationError(f"simulation runtime failed: {_root_cause(exc)}") from exc
     finally:
         flwr_logger.setLevel(level)
+
+
+# Flower's simulation engine takes at most one message per SuperNode per 0.1 s
+# (flwr/server/superlink/fleet/vce/vce_api.py, add_messages_to_queue), so with one slot
+# per worker a worker trains at most ten clients a second however small they are, and
+# waits up to 0.1 s for every send. A few slots per worker keep the workers' queue full;
+# which slot trains a client changes no result (the client is named in the message).
+SLOTS_PER_WORKER = 4
+
+
+def execution_slots(cfg: ExperimentConfig, workers: int) -> int:
+    """SuperNodes to register: the clients one send can hold, at most 4 per worker."""
+    cohort = cfg.federation.clients_per_round
+    if cfg.strategy.strategy in ASYNC_STRATEGIES:
+        cohort = cfg.devices.concurrency
+    return max(1, min(cohort, SLOTS_PER_WORKER * workers))
 
 
 def start_ray(cfg: ExperimentConfig, init_args: dict[str, Any], size_threads: bool = True) -> int:

@@ -158,3 +158,38 @@ class FakeClients(RecordingGrid):
                 )
             replies.append(Message(content, reply_to=msg))
         return replies
+
+
+class StreamingClients(FakeClients):
+    """FakeClients behind push/pull, as Flower's Grids are: a pushed message is answered
+    over later pulls in a seeded random order (each pull returns each waiting answer with
+    probability 1/2); a dropped client's message is never answered. `overlap` counts the
+    pushes made while earlier messages were still unanswered."""
+
+    def __init__(self, slots: int, *, seed: int = 0, **kw):
+        super().__init__(slots, **kw)
+        self.rng = np.random.default_rng(seed)
+        self.waiting: dict[str, Message | None] = {}  # id -> answer (None: never)
+        self.pushes = self.overlap = 0
+
+    def push_messages(self, messages):
+        from uuid import uuid4
+
+        self.pushes += 1
+        self.overlap += bool(self.waiting)
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = str(uuid4())
+            answers = FakeClients.send_and_receive(self, [msg])
+            self.waiting[msg.metadata.message_id] = answers[0] if answers else None
+            ids.append(msg.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids):
+        out = []
+        for mid in sorted(set(message_ids) & set(self.waiting)):
+            answer = self.waiting[mid]
+            if answer is not None and self.rng.random() < 0.5:
+                out.append(answer)
+                del self.waiting[mid]
+        return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.config_schema import StrategyConfig
-from server.pipeline.updates import ClientUpdate
+from server.pipeline.updates import ClientUpdate, validity
 from strategies.fedasync import fedasync_mix, staleness_weight
 from strategies.fedbuff import fedbuff_step
 
@@ -31,6 +31,7 @@ class InFlight:
     kind: str
     update: ClientUpdate | None = None
     delta: tuple[np.ndarray, ...] | None = None  # FedBuff: y - x(start version)
+    job: tuple | None = None  # lookahead's "planned" events: the job's key
 
     @property
     def key(self) -> tuple[float, int]:
@@ -78,3 +79,28 @@ def fedbuff_delta(y: Sequence[np.ndarray], x: Sequence[np.ndarray]) -> tuple[np.
     return tuple(
         (np.asarray(yi, np.float64) - xi).astype(xi.dtype) for yi, xi in zip(y, x, strict=True)
     )
+
+
+def outcome(
+    clock,
+    shapes: Sequence[tuple[int, ...]],
+    pid: int,
+    version: int,
+    now: float,
+    update: ClientUpdate | None,
+    down: int,
+    x: Sequence[np.ndarray] | None,
+) -> tuple[InFlight, bool]:
+    """The event a client started at `now` from `version` ends in, given its reply
+    (None: an error or no reply) and the model it started from (`x`, FedBuff only):
+    (the event, whether the reply was refused). The scheduler and its lookahead both
+    call it, so a known result is placed identically in the real and the planned future."""
+    refused = update is not None and validity(update, shapes) is not None
+    if update is None or refused:
+        return InFlight(now + clock.failed_seconds(pid, down), pid, version, now, "failed"), refused
+    finish = now + clock.seconds(pid, update.num_examples, down, update.nbytes, version + 1)
+    if clock.drops_out(pid, now, finish):
+        until = clock.availability.online_until(pid, now)
+        return InFlight(now if until is None else until, pid, version, now, "offline"), False
+    delta = fedbuff_delta(update.arrays, x) if x is not None else None
+    return InFlight(finish, pid, version, now, "update", update, delta), False

@@ -1,20 +1,23 @@
-"""Train ahead in batches for the asynchronous scheduler, without changing a result.
+"""Train ahead for the asynchronous scheduler, without changing a result.
 
 Run one event at a time, FedAsync and FedBuff start one client per freed slot, so the
 workers would get one client per send and stand idle. Instead, whenever a client must be
 trained, the lookahead simulates the scheduler forward from its current state: the same
 seeded picks, the same server steps (server/pipeline/async_events.py) on the updates
-already in hand, and for each client it starts an *estimated* finish time (its device
-and the examples it reported last time). It stops at the first event whose result it
-does not know (FedAsync: the next planned finish; FedBuff: the next server step that
-needs a planned client's update, since the model stays put until the buffer is full), or
-at `limit` clients, and trains every client it would start in one send.
+already in hand, and for each client it starts either its result, if that is already
+known (the same event the scheduler will place), or an *estimated* finish time (its
+device and the examples it reported last time). It stops at the first event whose result
+it does not know (FedAsync: the next finish not yet trained; FedBuff: the next server
+step that needs such a client's update, since the model stays put until the buffer is
+full), or at `limit` clients not yet trained, and sends every client it would start.
 
-Each result is kept under everything it depends on: (partition id, model version, start
-time, digest of the model's bytes). The scheduler uses a kept result only when it starts
-exactly that job; a wrong guess (a client finished sooner than estimated, a failure)
-costs the training it wasted, never a metric. Speculative and one-at-a-time runs are
-identical bit for bit (tests/server/test_async.py), and the number of sends drops.
+Results are kept under everything they depend on (server/pipeline/async_trainings.py);
+the scheduler uses a kept result only when it starts exactly that job, so a wrong guess
+(a client finished sooner than estimated, a failure) costs the training it wasted, never
+a metric. Where the Grid streams, the lookahead plans again as soon as the result it
+stopped at arrives and sends the next clients while the workers still train the last
+ones. Speculative and one-at-a-time runs are identical bit for bit
+(tests/server/test_async.py), and the workers are rarely idle.
 
 Off where a client keeps state between updates (continual methods other than
 `finetune`: a training thrown away would already have written it).
@@ -22,35 +25,14 @@ Off where a client keeps state between updates (continual methods other than
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ArrayRecord
+from flwr.app import ArrayRecord, Message
 
-from server.pipeline.async_events import InFlight, server_step
-from server.pipeline.collect import collect
-from server.pipeline.dispatch import nbytes
-from server.pipeline.updates import ClientUpdate
-
-Key = tuple[int, int, float, bytes]  # (pid, version, start, model digest)
-
-
-def model_digest(arrays: Sequence[np.ndarray]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.data)
-    return h.digest()
-
-
-@dataclass(frozen=True)
-class Trained:
-    update: ClientUpdate | None  # None: an error reply or no reply
-    down: int  # bytes the client downloaded
+from server.pipeline.async_events import InFlight, outcome, server_step
+from server.pipeline.async_trainings import Job, Key, Trained, Trainings, model_digest
 
 
 @dataclass
@@ -66,28 +48,26 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class Job:
-    pid: int
-    version: int
-    start: float
-    arrays: ArrayRecord
-    digest: bytes
-
-    @property
-    def key(self) -> Key:
-        return (self.pid, self.version, self.start, self.digest)
+class Plan:
+    jobs: list[Job]  # the clients the scheduler would start after the first ones
+    blocker: Key | None  # the job whose unknown result stopped the plan (None: the limit)
 
 
 class Lookahead:
     def __init__(self, scheduler, limit: int) -> None:
         self.sch, self.limit = scheduler, limit
-        self.kept: dict[Key, Trained] = {}
+        self.trainings = Trainings(scheduler.grid, self._build, scheduler.s.fed.timeout)
         self.examples: dict[int, int] = {}  # last reported examples per client
         self.up = 0  # bytes of the last reply
-        self.sends = 0  # sends to the grid (a diagnostic: fewer is the point)
         self.wasted = 0  # speculative trainings never used
         self._digests: dict[int, tuple[ArrayRecord, bytes]] = {}
         self._sizes = None  # shard sizes for first guesses (None: not read yet)
+        self._blocker: Key | None = None  # where the last plan stopped
+        self._planned_at = -1  # arrivals when the last plan was made
+
+    @property
+    def sends(self) -> int:
+        return self.trainings.sends
 
     def digest(self, arrays: ArrayRecord) -> bytes:
         got = self._digests.get(id(arrays))
@@ -98,28 +78,43 @@ class Lookahead:
 
     def results(self, pids: list[int], arrays: ArrayRecord) -> dict[int, Trained]:
         """The training results of `pids` starting now from `arrays` (current version)."""
-        s = self.sch
+        s, t = self.sch, self.trainings
         now, d = s.s.clock.now, self.digest(arrays)
         jobs = [Job(p, s.version, now, arrays, d) for p in pids]
-        missing = [j for j in jobs if j.key not in self.kept]
-        if missing:
-            ahead = self.plan(pids, arrays) if self.limit > len(pids) else []
-            self.train(missing + [j for j in ahead if j.key not in self.kept])
-        out = {j.pid: self.kept.pop(j.key) for j in jobs}
-        stale = [k for k in self.kept if k[2] < now]
-        self.wasted += len(stale)
-        for k in stale:
-            del self.kept[k]
-        for t in out.values():
-            if t.update is not None:
-                self.examples[t.update.partition_id] = t.update.num_examples
-                self.up = t.update.nbytes
+        t.receive(wait=False)
+        while True:
+            missing = [j for j in jobs if not t.known(j.key)]
+            if missing or self._stale_plan():
+                self._send_ahead(pids, arrays, missing)
+            if not missing:
+                break
+            t.receive(wait=True)
+        out = {j.pid: t.take(j.key) for j in jobs}
+        self.wasted += t.forget_before(now)
+        for r in out.values():
+            if r.update is not None:
+                self.examples[r.update.partition_id] = r.update.num_examples
+                self.up = r.update.nbytes
         return out
 
-    def train(self, jobs: list[Job]) -> None:
-        """All `jobs` in one send: messages built per (version, start), as a fill would."""
+    def _stale_plan(self) -> bool:
+        """Whether results arrived that let the last plan go further."""
+        t = self.trainings
+        if not t.streams or t.arrivals == self._planned_at:
+            return False
+        return self._blocker is None or t.known(self._blocker)
+
+    def _send_ahead(self, pids: list[int], arrays: ArrayRecord, missing: list[Job]) -> None:
+        t = self.trainings
+        plan = self.plan(pids, arrays) if self.limit > len(pids) else Plan([], None)
+        self._blocker, self._planned_at = plan.blocker, t.arrivals
+        new = [j for j in [*missing, *plan.jobs] if not t.known(j.key) and not t.waiting(j.key)]
+        t.send(new)
+
+    def _build(self, jobs: list[Job], slot: int) -> list[Message]:
+        """One message per job, built per (version, start) as a fill would."""
         s, clock = self.sch, self.sch.s.clock
-        saved, messages, down = clock.now, [], {}
+        saved, by_job = clock.now, {}
         groups: dict[tuple[int, float], list[Job]] = {}
         for j in jobs:
             groups.setdefault((j.version, j.start), []).append(j)
@@ -127,23 +122,18 @@ class Lookahead:
             for (version, start), group in groups.items():
                 clock.now = start  # the message's virtual-time (continual on the clock)
                 pids = [j.pid for j in group]
-                built = s.s.dispatch(version + 1, group[0].arrays, pids, len(messages))
-                size = nbytes(built[0].content) if built else 0
-                for j in group:
-                    down[j.key] = size
-                messages.extend(built)
+                built = s.s.dispatch(version + 1, group[0].arrays, pids, slot + len(by_job))
+                for j, m in zip(group, built, strict=True):
+                    by_job[j.key] = m
         finally:
             clock.now = saved
-        self.sends += 1
-        attempt = collect(s.grid, messages, s.s.fed.timeout)
-        got = {u.partition_id: u for u in attempt.updates}  # plan() names a client once
-        for j in jobs:
-            self.kept[j.key] = Trained(got.get(j.pid), down[j.key])
+        return [by_job[j.key] for j in jobs]
 
-    def plan(self, first: list[int], arrays: ArrayRecord) -> list[Job]:
-        """The jobs the scheduler would start after `first`, if every client started
-        from here finished when estimated; stops at the first unknown result."""
-        s = self.sch
+    def plan(self, first: list[int], arrays: ArrayRecord) -> Plan:
+        """The jobs the scheduler would start after `first`, if every client whose
+        result is not known yet finished when estimated; stops at the first such result
+        that matters."""
+        s, t = self.sch, self.trainings
         f = Frame(
             list(s.heap),
             list(s.buffer),
@@ -154,18 +144,19 @@ class Lookahead:
         )
         record, d = arrays, self.digest(arrays)
         for p in first:
-            heapq.heappush(f.heap, self._planned(f, p))
+            heapq.heappush(f.heap, self._event(f, Job(p, f.version, f.now, record, d)))
         jobs: list[Job] = []
-        named = set(first)
+        unknown = 0
+        named = set(first)  # a blocking send names a client once (replies match by client)
         k = s.sc.fedbuff_k if s.name == "fedbuff" else 1
-        while f.heap and len(jobs) + len(first) < self.limit:
+        while f.heap and unknown + len(first) < self.limit:
             e = heapq.heappop(f.heap)
             joins = e.kind in ("update", "planned")
             if joins and (
                 (e.kind == "planned" and k == 1)
                 or (len(f.buffer) + 1 >= k and any(b.kind == "planned" for b in [*f.buffer, e]))
             ):
-                break  # the next server step needs a result not known yet
+                return Plan(jobs, self._first_planned([*f.buffer, e]))
             f.now = e.finish
             if e.kind == "planned":  # FedBuff: it joins the buffer; the model is unchanged
                 f.buffer = [*f.buffer, e]
@@ -177,27 +168,45 @@ class Lookahead:
                     f.model = [np.asarray(w) for w in step.model]
                     record, d = ArrayRecord(f.model), model_digest(f.model)
             picks, f.batches, wake = s.choose(f.heap, f.batches, f.now)
-            if named.intersection(picks):
-                break  # one send names a client once (its reply is matched by client)
+            if not t.streams and named.intersection(picks):
+                return Plan(jobs, None)
             named.update(picks)
             if wake is not None:
                 heapq.heappush(f.heap, wake)
             for p in picks:
-                jobs.append(Job(p, f.version, f.now, record, d))
-                heapq.heappush(f.heap, self._planned(f, p))
-        return jobs
+                job = Job(p, f.version, f.now, record, d)
+                jobs.append(job)
+                unknown += not t.known(job.key)
+                heapq.heappush(f.heap, self._event(f, job))
+        return Plan(jobs, None)
 
-    def _planned(self, f: Frame, pid: int) -> InFlight:
-        clock = self.sch.s.clock
-        n = self.examples.get(pid)
+    @staticmethod
+    def _first_planned(events: list[InFlight]) -> Key | None:
+        for e in events:
+            if e.kind == "planned":
+                return e.job
+        return None
+
+    def _event(self, f: Frame, job: Job) -> InFlight:
+        """The job's event in the planned future: its real one if its result is known,
+        else a "planned" one at the estimated finish (carrying the job's key)."""
+        sch, t = self.sch, self.trainings
+        clock = sch.s.clock
+        if t.known(job.key):
+            r = t.kept[job.key]
+            x = f.model if sch.name == "fedbuff" else None
+            e, _ = outcome(clock, sch.s.shapes, job.pid, f.version, f.now, r.update, r.down, x)
+            return e
+        n = self.examples.get(job.pid)
         if n is None:
-            n = self._shard_size(pid)
+            n = self._shard_size(job.pid)
         down = sum(w.nbytes for w in f.model)
-        finish = f.now + clock.seconds(pid, n, down, self.up or down, f.version + 1)
-        if clock.drops_out(pid, f.now, finish):  # as the scheduler would: it goes offline
-            until = clock.availability.online_until(pid, f.now)
-            return InFlight(f.now if until is None else until, pid, f.version, f.now, "offline")
-        return InFlight(finish, pid, f.version, f.now, "planned")
+        finish = f.now + clock.seconds(job.pid, n, down, self.up or down, f.version + 1)
+        if clock.drops_out(job.pid, f.now, finish):  # as the scheduler would: it goes offline
+            until = clock.availability.online_until(job.pid, f.now)
+            end = f.now if until is None else until
+            return InFlight(end, job.pid, f.version, f.now, "offline")
+        return InFlight(finish, job.pid, f.version, f.now, "planned", job=job.key)
 
     def _shard_size(self, pid: int) -> int:
         """A first guess at a client's examples: its shard in simulation (the server can

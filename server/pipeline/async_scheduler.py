@@ -40,7 +40,7 @@ from learning.streams import Tag, generator
 from privacy.accounting import privacy_row
 from server.pipeline import records
 from server.pipeline.aggregate import Aggregate
-from server.pipeline.async_events import InFlight, fedbuff_delta, server_step
+from server.pipeline.async_events import InFlight, outcome, server_step
 from server.pipeline.async_lookahead import Lookahead
 from server.pipeline.collect import Cohort
 from server.pipeline.evaluate import RoundEvaluator
@@ -48,7 +48,7 @@ from server.pipeline.observers import Observers
 from server.pipeline.sampling_policy import pick_online
 from server.pipeline.scheduler import LoopResult, LoopState
 from server.pipeline.setup import Stages
-from server.pipeline.updates import ClientUpdate, validity
+from server.pipeline.updates import ClientUpdate
 
 IDLE_WAKE = 60.0  # virtual seconds an empty slot waits before looking for an online client
 
@@ -129,21 +129,9 @@ class AsyncScheduler:
         for pid in pids:
             u, down = trained[pid].update, trained[pid].down
             self.bytes_sent += down
-            if u is not None and validity(u, self.s.shapes) is not None:
-                self.rejected += 1
-                u = None
-            if u is None:
-                f = now + clock.failed_seconds(pid, down)
-                heapq.heappush(self.heap, InFlight(f, pid, self.version, now, "failed"))
-                continue
-            f = now + clock.seconds(pid, u.num_examples, down, u.nbytes, self.version + 1)
-            if clock.drops_out(pid, now, f):
-                until = clock.availability.online_until(pid, now)
-                end = now if until is None else until
-                heapq.heappush(self.heap, InFlight(end, pid, self.version, now, "offline"))
-                continue
-            delta = fedbuff_delta(u.arrays, x) if x is not None else None
-            heapq.heappush(self.heap, InFlight(f, pid, self.version, now, "update", u, delta))
+            e, refused = outcome(clock, self.s.shapes, pid, self.version, now, u, down, x)
+            self.rejected += refused
+            heapq.heappush(self.heap, e)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, state: LoopState) -> LoopResult:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_grid import FakeClients
+from fake_grid import FakeClients, StreamingClients
 from loop_scenarios import UNTIMED, digest
 
 from learning.config import ExperimentConfig
@@ -173,3 +173,37 @@ def test_training_ahead_changes_no_result_and_batches_the_sends(name, extra, tmp
     assert _clean(a.rows) == _clean(b.rows)
     assert digest(a.weights) == digest(b.weights)
     assert ahead.sends * 2 < serial.sends
+
+
+@pytest.mark.parametrize("name", ["fedasync", "fedbuff"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"availability": "diurnal", "diurnal-period": 2.0},
+        {"num-clients": 8},
+    ],
+)
+def test_streamed_sends_overlap_and_change_no_result(name, extra, tmp_path, monkeypatch):
+    """Behind push/pull, replies arrive in a random order over many pulls and the next
+    clients are sent before the last send is answered; every metric and the final
+    weights still equal the one-client-per-send run, crashes and dropouts included."""
+    import server.pipeline.async_scheduler as sched
+
+    cfg = _cfg(name, rounds=12, **extra)
+    crash = [(3, 0), (11, 0)]
+    streamed = StreamingClients(4, crash=crash, seed=1)
+    a = _run(cfg, tmp_path / "streamed", grid=streamed)
+    monkeypatch.setattr(sched, "speculates", lambda cfg: False)
+    b = _run(cfg, tmp_path / "serial", grid=FakeClients(4, crash=crash))
+    assert _clean(a.rows) == _clean(b.rows)
+    assert digest(a.weights) == digest(b.weights)
+    assert streamed.overlap > 0
+
+
+def test_a_streamed_client_that_never_answers_times_out_as_a_failure(tmp_path):
+    # an answer waits 1 + Geometric(1/2) pulls of 10 ms: 0.5 s is never reached by chance
+    cfg = _cfg("fedasync", rounds=6, timeout=0.5, **{"num-clients": 8})
+    rows = _run(cfg, tmp_path, grid=StreamingClients(4, drop=[(5, 0)])).rows
+    assert len(rows) == 6
+    assert sum(r["failures"] for r in rows) > 0
