@@ -60,7 +60,10 @@ class Lookahead:
         self.examples: dict[int, int] = {}  # last reported examples per client
         self.up = 0  # bytes of the last reply
         self.wasted = 0  # speculative trainings never used
-        self._digests: dict[int, tuple[ArrayRecord, bytes]] = {}
+        self._current: tuple[ArrayRecord, bytes, list[np.ndarray]] | None = None
+        # planned server steps, by (model digest, version, the updates applied): every
+        # plan replays the same known prefix, and a step's result is a pure function of these
+        self._steps: dict[tuple, tuple[list[np.ndarray], bytes]] = {}
         self._sizes = None  # shard sizes for first guesses (None: not read yet)
         self._blocker: Key | None = None  # where the last plan stopped
         self._planned_at = -1  # arrivals when the last plan was made
@@ -70,11 +73,14 @@ class Lookahead:
         return self.trainings.sends
 
     def digest(self, arrays: ArrayRecord) -> bytes:
-        got = self._digests.get(id(arrays))
-        if got is None or got[0] is not arrays:
-            self._digests = {id(arrays): (arrays, model_digest(arrays.to_numpy_ndarrays()))}
-            got = self._digests[id(arrays)]
-        return got[1]
+        return self._model(arrays)[1]
+
+    def _model(self, arrays: ArrayRecord) -> tuple[ArrayRecord, bytes, list[np.ndarray]]:
+        """(arrays, digest, NumPy copy) of the scheduler's current model, computed once."""
+        if self._current is None or self._current[0] is not arrays:
+            x = arrays.to_numpy_ndarrays()
+            self._current = (arrays, model_digest(x), x)
+        return self._current
 
     def results(self, pids: list[int], arrays: ArrayRecord) -> dict[int, Trained]:
         """The training results of `pids` starting now from `arrays` (current version)."""
@@ -122,7 +128,10 @@ class Lookahead:
             for (version, start), group in groups.items():
                 clock.now = start  # the message's virtual-time (continual on the clock)
                 pids = [j.pid for j in group]
-                built = s.s.dispatch(version + 1, group[0].arrays, pids, slot + len(by_job))
+                arrays = group[0].arrays
+                if not isinstance(arrays, ArrayRecord):  # a planned version, made on demand
+                    arrays = ArrayRecord(arrays)
+                built = s.s.dispatch(version + 1, arrays, pids, slot + len(by_job))
                 for j, m in zip(group, built, strict=True):
                     by_job[j.key] = m
         finally:
@@ -134,15 +143,10 @@ class Lookahead:
         result is not known yet finished when estimated; stops at the first such result
         that matters."""
         s, t = self.sch, self.trainings
-        f = Frame(
-            list(s.heap),
-            list(s.buffer),
-            s.version,
-            s.batches,
-            s.s.clock.now,
-            arrays.to_numpy_ndarrays(),
-        )
-        record, d = arrays, self.digest(arrays)
+        _, d, x = self._model(arrays)
+        f = Frame(list(s.heap), list(s.buffer), s.version, s.batches, s.s.clock.now, x)
+        record: ArrayRecord | list[np.ndarray] = arrays
+        self._steps = {key: v for key, v in self._steps.items() if key[1] >= s.version}
         for p in first:
             heapq.heappush(f.heap, self._event(f, Job(p, f.version, f.now, record, d)))
         jobs: list[Job] = []
@@ -161,12 +165,20 @@ class Lookahead:
             if e.kind == "planned":  # FedBuff: it joins the buffer; the model is unchanged
                 f.buffer = [*f.buffer, e]
             elif e.kind == "update":
-                step = server_step(s.sc, f.version, f.buffer, e, lambda: f.model)
-                f.buffer = step.buffer
-                if step.model is not None:
+                key = (d, f.version, *(_ident(b) for b in [*f.buffer, e]))
+                hit = self._steps.get(key) if len(f.buffer) + 1 >= k else None
+                if hit is None:
+                    step = server_step(s.sc, f.version, f.buffer, e, lambda: f.model)
+                    f.buffer = step.buffer
+                    if step.model is not None:
+                        model = [np.asarray(w) for w in step.model]
+                        hit = self._steps[key] = (model, model_digest(model))
+                else:
+                    f.buffer = []
+                if hit is not None:
                     f.version += 1
-                    f.model = [np.asarray(w) for w in step.model]
-                    record, d = ArrayRecord(f.model), model_digest(f.model)
+                    f.model, d = hit
+                    record = f.model
             picks, f.batches, wake = s.choose(f.heap, f.batches, f.now)
             if not t.streams and named.intersection(picks):
                 return Plan(jobs, None)
@@ -196,6 +208,7 @@ class Lookahead:
             r = t.kept[job.key]
             x = f.model if sch.name == "fedbuff" else None
             e, _ = outcome(clock, sch.s.shapes, job.pid, f.version, f.now, r.update, r.down, x)
+            e.job = job.key
             return e
         n = self.examples.get(job.pid)
         if n is None:
@@ -223,3 +236,9 @@ class Lookahead:
             return len(self._sizes[pid])
         seen = list(self.examples.values())
         return int(np.median(seen)) if seen else 0
+
+
+def _ident(e: InFlight) -> tuple:
+    """What an update event's result depends on: a real event is the one started at
+    (pid, version, time); a planned one also names its starting model (`job`)."""
+    return (e.pid, e.start_version, e.start, e.job)

@@ -52,7 +52,7 @@ class Job:
     pid: int
     version: int
     start: float
-    arrays: ArrayRecord
+    arrays: ArrayRecord | list[np.ndarray]  # a planned version: its ArrayRecord when sent
     digest: bytes
 
     @property
