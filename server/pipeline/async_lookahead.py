@@ -90,8 +90,9 @@ class Lookahead:
         t.receive(wait=False)
         while True:
             missing = [j for j in jobs if not t.known(j.key)]
-            if missing or self._stale_plan():
-                self._send_ahead(pids, arrays, missing)
+            unsent = [j for j in missing if not t.waiting(j.key)]
+            if unsent or self._stale_plan():
+                self._send_ahead(pids, arrays, unsent)
             if not missing:
                 break
             t.receive(wait=True)
@@ -110,12 +111,13 @@ class Lookahead:
             return False
         return self._blocker is None or t.known(self._blocker)
 
-    def _send_ahead(self, pids: list[int], arrays: ArrayRecord, missing: list[Job]) -> None:
+    def _send_ahead(self, pids: list[int], arrays: ArrayRecord, unsent: list[Job]) -> None:
+        """Send `unsent` (the scheduler needs them now) and the plan's new jobs."""
         t = self.trainings
         plan = self.plan(pids, arrays) if self.limit > len(pids) else Plan([], None)
         self._blocker, self._planned_at = plan.blocker, t.arrivals
-        new = [j for j in [*missing, *plan.jobs] if not t.known(j.key) and not t.waiting(j.key)]
-        t.send(new)
+        new = [j for j in plan.jobs if not t.known(j.key) and not t.waiting(j.key)]
+        t.send([*unsent, *new])
 
     def _build(self, jobs: list[Job], slot: int) -> list[Message]:
         """One message per job, built per (version, start) as a fill would."""
