@@ -163,12 +163,13 @@ class FakeClients(RecordingGrid):
 class StreamingClients(FakeClients):
     """FakeClients behind push/pull, as Flower's Grids are: a pushed message is answered
     over later pulls in a seeded random order (each pull returns each waiting answer with
-    probability 1/2); a dropped client's message is never answered. `overlap` counts the
+    probability `answer`); a dropped client's message is never answered. `overlap` counts the
     pushes made while earlier messages were still unanswered."""
 
-    def __init__(self, slots: int, *, seed: int = 0, **kw):
+    def __init__(self, slots: int, *, seed: int = 0, answer: float = 0.5, **kw):
         super().__init__(slots, **kw)
         self.rng = np.random.default_rng(seed)
+        self.answer = answer  # chance that a waiting answer comes back in a pull
         self.waiting: dict[str, Message | None] = {}  # id -> answer (None: never)
         self.pushes = self.overlap = 0
 
@@ -189,7 +190,7 @@ class StreamingClients(FakeClients):
         out = []
         for mid in sorted(set(message_ids) & set(self.waiting)):
             answer = self.waiting[mid]
-            if answer is not None and self.rng.random() < 0.5:
+            if answer is not None and self.rng.random() < self.answer:
                 out.append(answer)
                 del self.waiting[mid]
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from learning.config_schema import StrategyConfig
 from server.pipeline.updates import ClientUpdate, validity
 from strategies.fedasync import fedasync_mix, staleness_weight
 from strategies.fedbuff import fedbuff_step
+
+Key = tuple[int, int, float, bytes]  # a training job: (pid, version, start, model digest)
 
 # "update", "failed" (error, no reply, refused), "offline", "wake" (an idle slot looks
 # again), "planned" (lookahead only: a client whose result is not known yet)
@@ -31,7 +34,7 @@ class InFlight:
     kind: str
     update: ClientUpdate | None = None
     delta: tuple[np.ndarray, ...] | None = None  # FedBuff: y - x(start version)
-    job: tuple | None = None  # lookahead's "planned" events: the job's key
+    job: Key | None = None  # lookahead only: the job the event belongs to
 
     @property
     def key(self) -> tuple[float, int]:
@@ -82,7 +85,7 @@ def fedbuff_delta(y: Sequence[np.ndarray], x: Sequence[np.ndarray]) -> tuple[np.
 
 
 def outcome(
-    clock,
+    clock: Any,
     shapes: Sequence[tuple[int, ...]],
     pid: int,
     version: int,

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, Message
 
-from server.pipeline.async_events import InFlight, outcome, server_step
-from server.pipeline.async_trainings import Job, Key, Trained, Trainings, model_digest
+from server.pipeline.async_events import InFlight, Key, outcome, server_step
+from server.pipeline.async_trainings import Job, Trained, Trainings, model_digest
 
 
 @dataclass
@@ -50,11 +51,16 @@ class Frame:
 @dataclass(frozen=True)
 class Plan:
     jobs: list[Job]  # the clients the scheduler would start after the first ones
-    blocker: Key | None  # the job whose unknown result stopped the plan (None: the limit)
+    # why it stopped, which says when planning again can go further: "blocker" (a result
+    # not known yet: when it arrives), "limit" (too many clients not trained yet: when
+    # any result arrives), "horizon" (far enough ahead: when the scheduler moves on),
+    # "end" (the last server step, or a client named twice in a blocking send)
+    why: str
+    blocker: Key | None = None
 
 
 class Lookahead:
-    def __init__(self, scheduler, limit: int) -> None:
+    def __init__(self, scheduler: Any, limit: int) -> None:
         self.sch, self.limit = scheduler, limit
         self.trainings = Trainings(scheduler.grid, self._build, scheduler.s.fed.timeout)
         self.examples: dict[int, int] = {}  # last reported examples per client
@@ -64,8 +70,10 @@ class Lookahead:
         # planned server steps, by (model digest, version, the updates applied): every
         # plan replays the same known prefix, and a step's result is a pure function of these
         self._steps: dict[tuple, tuple[list[np.ndarray], bytes]] = {}
+        self._deltas: dict[Key, tuple[np.ndarray, ...]] = {}  # FedBuff: known jobs' deltas
         self._sizes = None  # shard sizes for first guesses (None: not read yet)
-        self._blocker: Key | None = None  # where the last plan stopped
+        self._horizon = 2 * limit  # clients one plan may start, results in hand included
+        self._last = Plan([], "horizon")  # the last plan (its stop)
         self._planned_at = -1  # arrivals when the last plan was made
 
     @property
@@ -88,34 +96,42 @@ class Lookahead:
         now, d = s.s.clock.now, self.digest(arrays)
         jobs = [Job(p, s.version, now, arrays, d) for p in pids]
         t.receive(wait=False)
+        advanced = True  # the scheduler moved on since the last call
         while True:
-            missing = [j for j in jobs if not t.known(j.key)]
-            unsent = [j for j in missing if not t.waiting(j.key)]
-            if unsent or self._stale_plan():
+            unsent = [j for j in jobs if not t.known(j.key) and not t.waiting(j.key)]
+            if unsent or self._stale_plan(advanced):
                 self._send_ahead(pids, arrays, unsent)
+            advanced = False
+            missing = [j.key for j in jobs if not t.known(j.key)]
             if not missing:
                 break
+            t.need(missing)
             t.receive(wait=True)
         out = {j.pid: t.take(j.key) for j in jobs}
         self.wasted += t.forget_before(now)
+        self._deltas = {k: v for k, v in self._deltas.items() if k[2] >= now}
         for r in out.values():
             if r.update is not None:
                 self.examples[r.update.partition_id] = r.update.num_examples
                 self.up = r.update.nbytes
         return out
 
-    def _stale_plan(self) -> bool:
-        """Whether results arrived that let the last plan go further."""
-        t = self.trainings
-        if not t.streams or t.arrivals == self._planned_at:
+    def _stale_plan(self, advanced: bool) -> bool:
+        """Whether planning again can go further than the last plan did."""
+        t, last = self.trainings, self._last
+        if not t.streams or last.why == "end":
             return False
-        return self._blocker is None or t.known(self._blocker)
+        if last.why == "horizon":
+            return advanced
+        if t.arrivals == self._planned_at:
+            return False
+        return last.why == "limit" or t.known(last.blocker)
 
     def _send_ahead(self, pids: list[int], arrays: ArrayRecord, unsent: list[Job]) -> None:
         """Send `unsent` (the scheduler needs them now) and the plan's new jobs."""
         t = self.trainings
-        plan = self.plan(pids, arrays) if self.limit > len(pids) else Plan([], None)
-        self._blocker, self._planned_at = plan.blocker, t.arrivals
+        plan = self.plan(pids, arrays) if self.limit > len(pids) else Plan([], "end")
+        self._last, self._planned_at = plan, t.arrivals
         new = [j for j in plan.jobs if not t.known(j.key) and not t.waiting(j.key)]
         t.send([*unsent, *new])
 
@@ -155,14 +171,21 @@ class Lookahead:
         unknown = 0
         named = set(first)  # a blocking send names a client once (replies match by client)
         k = s.sc.fedbuff_k if s.name == "fedbuff" else 1
-        while f.heap and unknown + len(first) < self.limit:
+        rounds = s.s.fed.rounds
+        while True:
+            if not f.heap or f.version >= rounds:  # the run ends at `rounds` server steps
+                return Plan(jobs, "end")
+            if unknown + len(first) >= self.limit:
+                return Plan(jobs, "limit")
+            if len(jobs) + len(first) >= self._horizon:
+                return Plan(jobs, "horizon")
             e = heapq.heappop(f.heap)
             joins = e.kind in ("update", "planned")
             if joins and (
                 (e.kind == "planned" and k == 1)
                 or (len(f.buffer) + 1 >= k and any(b.kind == "planned" for b in [*f.buffer, e]))
             ):
-                return Plan(jobs, self._first_planned([*f.buffer, e]))
+                return Plan(jobs, "blocker", self._first_planned([*f.buffer, e]))
             f.now = e.finish
             if e.kind == "planned":  # FedBuff: it joins the buffer; the model is unchanged
                 f.buffer = [*f.buffer, e]
@@ -181,9 +204,11 @@ class Lookahead:
                     f.version += 1
                     f.model, d = hit
                     record = f.model
+                    if f.version >= rounds:
+                        return Plan(jobs, "end")
             picks, f.batches, wake = s.choose(f.heap, f.batches, f.now)
             if not t.streams and named.intersection(picks):
-                return Plan(jobs, None)
+                return Plan(jobs, "end")
             named.update(picks)
             if wake is not None:
                 heapq.heappush(f.heap, wake)
@@ -192,7 +217,6 @@ class Lookahead:
                 jobs.append(job)
                 unknown += not t.known(job.key)
                 heapq.heappush(f.heap, self._event(f, job))
-        return Plan(jobs, None)
 
     @staticmethod
     def _first_planned(events: list[InFlight]) -> Key | None:
@@ -207,9 +231,14 @@ class Lookahead:
         sch, t = self.sch, self.trainings
         clock = sch.s.clock
         if t.known(job.key):
-            r = t.kept[job.key]
-            x = f.model if sch.name == "fedbuff" else None
+            r = t.result(job.key)
+            # FedBuff's y - x(start) depends on the job alone: computed once, then reused
+            cached = self._deltas.get(job.key)
+            x = f.model if sch.name == "fedbuff" and cached is None else None
             e, _ = outcome(clock, sch.s.shapes, job.pid, f.version, f.now, r.update, r.down, x)
+            if sch.name == "fedbuff" and e.kind == "update":
+                e.delta = cached if cached is not None else e.delta
+                self._deltas[job.key] = e.delta
             e.job = job.key
             return e
         n = self.examples.get(job.pid)

@@ -25,14 +25,14 @@ import numpy as np
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
+from server.pipeline.async_events import Key
 from server.pipeline.collect import PULL_INTERVAL, collect
 from server.pipeline.dispatch import nbytes
 from server.pipeline.updates import ClientUpdate
 
-Key = tuple[int, int, float, bytes]  # (pid, version, start, model digest)
-
 
 def model_digest(arrays: Sequence[np.ndarray]) -> bytes:
+    """A digest of the arrays' bytes, dtypes and shapes: a model's identity in a job key."""
     h = hashlib.blake2b(digest_size=16)
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -65,23 +65,48 @@ Build = Callable[[list[Job], int], list[Message]]
 
 
 class Trainings:
-    """Sends jobs, and keeps their results until the scheduler takes them."""
+    """Sends jobs, and keeps their results until the scheduler takes them.
+
+    A job's timeout runs from when it was sent or when the scheduler first needed it,
+    whichever is later: a job sent ahead waits behind the others sent ahead, and must not
+    fail for that (it would make a result depend on training ahead). A job only sent
+    ahead never times out; it is dropped once it can no longer be used."""
 
     def __init__(self, grid: Grid, build: Build, timeout: float) -> None:
         self.grid, self.build, self.timeout = grid, build, timeout
-        self.kept: dict[Key, Trained] = {}
+        self._kept: dict[Key, Trained] = {}
         self.streams = hasattr(grid, "push_messages") and hasattr(grid, "pull_messages")
-        self._pending: dict[str, tuple[Key, int, float]] = {}  # id -> (key, down, deadline)
+        # Flower's in-memory Grid: a pull is a look-up; any other: a request, at its pace
+        self._interval = PULL_INTERVAL if type(grid).__name__ == "InMemoryGrid" else 0.1
+        self._pending: dict[str, tuple[Key, int, float]] = {}  # id -> (key, down, sent at)
         self._sent: set[Key] = set()  # pending keys
+        self._needed: dict[Key, float] = {}  # pending keys the scheduler waits on -> since
         self.sends = 0  # sends to the grid (a diagnostic: fewer is the point)
         self.arrivals = 0  # results received so far
         self._slot = 0  # the next send's first slot (streaming: spread over the slots)
 
     def known(self, key: Key) -> bool:
-        return key in self.kept
+        """Whether the job's result is in hand."""
+        return key in self._kept
 
     def waiting(self, key: Key) -> bool:
+        """Whether the job is sent and not answered yet."""
         return key in self._sent
+
+    def result(self, key: Key) -> Trained:
+        """A known job's result, kept (the lookahead places it in its plan)."""
+        return self._kept[key]
+
+    def take(self, key: Key) -> Trained:
+        """A known job's result, handed to the scheduler that starts the job."""
+        return self._kept.pop(key)
+
+    def need(self, keys: list[Key]) -> None:
+        """The scheduler waits on these jobs: their timeouts run from now at the latest."""
+        now = time.monotonic()
+        for k in keys:
+            if k in self._sent:
+                self._needed.setdefault(k, now)
 
     def send(self, jobs: list[Job]) -> None:
         """Send `jobs` (none known or waiting); blocking grids return with them known."""
@@ -98,19 +123,19 @@ class Trainings:
         messages = self.build(jobs, self._slot)
         self._slot += len(messages)
         ids = set(self.grid.push_messages(messages))
-        deadline = time.monotonic() + self.timeout
+        sent_at = time.monotonic()
         for j, m in zip(jobs, messages, strict=True):
             down = nbytes(m.content)
             mid = m.metadata.message_id
             if mid in ids:
-                self._pending[mid] = (j.key, down, deadline)
+                self._pending[mid] = (j.key, down, sent_at)
                 self._sent.add(j.key)
             else:  # the Grid refused to store it: it will never be answered
                 self._keep(j.key, Trained(None, down))
 
     def receive(self, wait: bool) -> int:
         """Take in the replies that have arrived (with `wait`, wait for at least one or
-        a deadline); returns how many results became known."""
+        a needed job's timeout); returns how many results became known."""
         if not self._pending:
             return 0
         while True:
@@ -121,27 +146,40 @@ class Trainings:
                     continue
                 key, down, _ = entry
                 u = None if reply.has_error() else ClientUpdate.from_reply(reply)
+                if u is not None and u.partition_id != key[0]:
+                    u = None  # answered as another client: a failure, as a blocking send
                 self._keep(key, Trained(u, down))
-            now = time.monotonic()
-            late = [mid for mid, (_, _, end) in self._pending.items() if end <= now]
+            late = self._late(time.monotonic())
             for mid in late:  # no reply within the timeout: a failure
                 key, down, _ = self._pending.pop(mid)
                 self._keep(key, Trained(None, down))
             if got or late or not wait or not self._pending:
                 return len(got) + len(late)
-            time.sleep(PULL_INTERVAL)
+            time.sleep(self._interval)
 
-    def take(self, key: Key) -> Trained:
-        return self.kept.pop(key)
+    def _late(self, now: float) -> list[str]:
+        late = []
+        for mid, (key, _, sent_at) in self._pending.items():
+            since = self._needed.get(key)
+            if since is not None and max(sent_at, since) + self.timeout <= now:
+                late.append(mid)
+        return late
 
     def forget_before(self, now: float) -> int:
-        """Drop kept results of jobs that started before `now` (never to be used)."""
-        stale = [k for k in self.kept if k[2] < now]
+        """Drop the jobs that started before `now` (never to be used): kept results, and
+        sent ones no longer pulled for; returns how many trainings were wasted."""
+        stale = [k for k in self._kept if k[2] < now]
         for k in stale:
-            del self.kept[k]
-        return len(stale)
+            del self._kept[k]
+        gone = [mid for mid, (k, _, _) in self._pending.items() if k[2] < now]
+        for mid in gone:
+            key = self._pending.pop(mid)[0]
+            self._sent.discard(key)
+            self._needed.pop(key, None)
+        return len(stale) + len(gone)
 
     def _keep(self, key: Key, trained: Trained) -> None:
         self._sent.discard(key)
-        self.kept[key] = trained
+        self._needed.pop(key, None)
+        self._kept[key] = trained
         self.arrivals += 1

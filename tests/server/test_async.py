@@ -207,3 +207,16 @@ def test_a_streamed_client_that_never_answers_times_out_as_a_failure(tmp_path):
     rows = _run(cfg, tmp_path, grid=StreamingClients(4, drop=[(5, 0)])).rows
     assert len(rows) == 6
     assert sum(r["failures"] for r in rows) > 0
+
+
+@pytest.mark.parametrize("name", ["fedasync", "fedbuff"])
+def test_training_ahead_stops_at_the_last_step_and_stays_near(name, tmp_path):
+    """Clients that answer at once let the lookahead run ahead: it never starts a client
+    from the last model (server round > `rounds`), and trains few clients it never uses."""
+    cfg = _cfg(name, rounds=30, concurrency=6, **{"num-clients": 20})
+    grid = StreamingClients(4, answer=1.0)
+    res = _run(cfg, tmp_path, grid=grid)
+    sent = [m for m in grid.seen if m.metadata.message_type == "train"]
+    assert max(int(m.content["config"]["server-round"]) for m in sent) <= 30
+    applied = sum(r["replies"] + r["failures"] for r in res.rows)
+    assert len(sent) <= applied + 2 * 2 * 6  # at most the lookahead's horizon left unused
