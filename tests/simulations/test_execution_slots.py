@@ -15,7 +15,7 @@ from simulations.runtime import SLOTS_PER_WORKER, execution_slots
         ({"clients-per-round": 3}, 2, 3),  # never more than a round's clients
         ({"clients-per-round": 10}, 16, 10),
         ({"strategy": "fedasync", "clients-per-round": 2, "concurrency": 12}, 2, 8),
-        ({"strategy": "fedbuff", "clients-per-round": 2, "concurrency": 3}, 4, 3),
+        ({"strategy": "fedbuff", "clients-per-round": 2, "concurrency": 3, "fedbuff-k": 2}, 4, 3),
     ],
 )
 def test_a_few_slots_per_worker_never_more_than_a_send(keys, workers, want):
