@@ -96,6 +96,8 @@ class SyncScheduler:
             if s.pooling is not None:
                 cohort.pooled = True
                 attempt = collect_pooled(self.grid, sent, fed.timeout, s.pooling, s.shapes)
+            elif s.node_faults is not None:  # a deployment: nodes die and come back
+                attempt = s.node_faults.collect(self.grid, sent)
             else:
                 attempt = collect(self.grid, sent, fed.timeout)
             cohort.add(attempt, s.shapes)
@@ -141,5 +143,7 @@ class SyncScheduler:
         privacy = privacy_row(self.s.private_cfg, self.s.strategy)
         row = records.round_row(rnd, evaluation, valid, health, privacy, cohort, outcome, timings)
         row.update(timed.row(self.s.clock.now), unavailable=self.unavailable)
+        if self.s.node_faults is not None:
+            row.update(self.s.node_faults.take())
         state.next_round = rnd + 1
         return self.observers(rnd, row, weights, norms, state.rows)

@@ -1,10 +1,10 @@
 """`perennial deploy ...` subcommands (argument parsing only; the work is in deploy.py).
 
 perennial deploy certs DIR --nodes 3 [--host NAME ...]
-perennial deploy superlink DIR [--host 127.0.0.1] [--port P]
+perennial deploy superlink DIR [--host 127.0.0.1] [--port P] | DIR --restart
 perennial deploy supernodes DIR [--superlink HOST:PORT] [--index I ...] [--data-path P ...]
-                           [--client-folders DATA]
-perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR]
+                           [--client-folders DATA] | DIR --index I --restart
+perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR] | DIR --resume RUN_DIR
 perennial deploy down DIR
 perennial deploy local [CONFIG] --nodes 3 [--set ...] [--out RUN_DIR] [--dir DIR]
 """
@@ -41,7 +41,12 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 def cmd_superlink(args: argparse.Namespace) -> int:
     from simulations.deployment import superlink
+    from simulations.deployment.superlink import restart_superlink
 
+    if args.restart:
+        entry = restart_superlink(Path(args.dir), args.timeout)
+        print(f"perennial: SuperLink restarted on {entry['address']} (pid {entry['pid']})")
+        return 0
     entry = superlink(Path(args.dir), args.host, args.port, args.timeout)
     print(f"perennial: SuperLink on {entry['address']} (pid {entry['pid']}, log {entry['log']})")
     print(f"perennial: registered SuperNodes {entry['node_ids']}")
@@ -50,7 +55,15 @@ def cmd_superlink(args: argparse.Namespace) -> int:
 
 def cmd_supernodes(args: argparse.Namespace) -> int:
     from simulations.deployment import supernodes
+    from simulations.deployment.supernodes import restart_supernode
 
+    if args.restart:
+        if not args.index:
+            raise ConfigError("--restart needs --index I (the SuperNode to start again)")
+        for i in args.index:
+            e = restart_supernode(Path(args.dir), i, args.timeout)
+            print(f"perennial: SuperNode {i} restarted (pid {e['pid']}), log {e['log']}")
+        return 0
     entries = supernodes(
         Path(args.dir),
         args.superlink,
@@ -66,15 +79,22 @@ def cmd_supernodes(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from simulations.deployment import DeployFiles, deployment_config, read_state, run
+    from simulations.deployment.run import resume_config
 
     state = read_state(DeployFiles(Path(args.dir).resolve()))
     nodes = int(state.get("nodes") or 0)
     if nodes < 1:
         raise ConfigError(f"{args.dir} has no deployment; run `perennial deploy superlink` first")
-    out = _out(args)
-    cfg = deployment_config(args.config, args.set, nodes, out)
+    if args.resume:
+        if args.config or args.set or args.out:
+            raise ConfigError("--resume takes the run's own config; drop CONFIG/--set/--out")
+        cfg, out = resume_config(Path(args.resume)), Path(args.resume)
+        print(f"perennial: resuming {out}", flush=True)
+    else:
+        out = _out(args)
+        cfg = deployment_config(args.config, args.set, nodes, out)
+        print(f"perennial: run directory {out}", flush=True)
     preflight(cfg)
-    print(f"perennial: run directory {out}", flush=True)
     summary = run(Path(args.dir), cfg, timeout=args.timeout)
     _report(summary, out)
     return 0
@@ -129,6 +149,9 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=0, help="HTTPS port (default: a free one)")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for it")
+    p.add_argument(
+        "--restart", action="store_true", help="start DIR's SuperLink again (same port, state)"
+    )
     p.set_defaults(func=cmd_superlink)
 
     p = steps.add_parser("supernodes", help="start one SuperNode per registered key")
@@ -148,11 +171,15 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
         "--index", type=int, action="append", help="start only SuperNode I (repeat; default all)"
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for them")
+    p.add_argument(
+        "--restart", action="store_true", help="start SuperNode --index I again (same key)"
+    )
     p.set_defaults(func=cmd_supernodes)
 
     p = steps.add_parser("run", help="run an experiment on the deployment (flwr run)")
     p.add_argument("dir")
     _experiment_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted deployment run")
     p.set_defaults(func=cmd_run)
 
     p = steps.add_parser("down", help="stop every process started for DIR")
