@@ -136,8 +136,12 @@ class NodeFaults:
                 self._lost(node, "timeout" if node in waiting.values() else "unavailable")
         return Attempt(tuple(answered), len(messages) - len(answered), sent)
 
-    @staticmethod
-    def _push(grid: Grid, messages: list[Message]) -> dict[str, int]:
+    def _push(self, grid: Grid, messages: list[Message]) -> dict[str, int]:
+        """Push with a time to live of the round's deadline: a node that comes back after
+        it (its link restored) is not handed the stale round's work, which would keep
+        it busy through the next round."""
+        for m in messages:
+            m.metadata.ttl = self.timeout
         ids = grid.push_messages(messages)
         return {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages, strict=True)}
 
