@@ -7,6 +7,8 @@ perennial deploy supernodes DIR [--superlink HOST:PORT] [--index I ...] [--data-
 perennial deploy run DIR [CONFIG] [--set KEY=VALUE ...] [--out RUN_DIR] | DIR --resume RUN_DIR
 perennial deploy down DIR
 perennial deploy local [CONFIG] --nodes 3 [--set ...] [--out RUN_DIR] [--dir DIR]
+perennial deploy bench-faults [CONFIG] [--set ...] [--out DIR] [--nodes 3] [--node 1]
+                              [--kill-round 2] [--restart-round 4] [--link-round 5]
 """
 
 from __future__ import annotations
@@ -124,6 +126,18 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_faults(args: argparse.Namespace) -> int:
+    from simulations.deployment.bench_faults import Schedule, bench_faults
+
+    schedule = Schedule(args.node, args.kill_round, args.restart_round, args.link_round)
+    out = Path(args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-bench-faults")
+    print(f"perennial: bench-faults writing {out}", flush=True)
+    result = bench_faults(args.config, args.set, out, args.nodes, schedule)
+    print((out / "bench-faults.md").read_text(), end="")
+    ok = result["resumed_rounds_identical"] and all(result["events_match"].values())
+    return 0 if ok else 1
+
+
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="experiment TOML file (defaults built in)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -195,3 +209,14 @@ def add_deploy_parser(sub: argparse._SubParsersAction, parser_class: type) -> No
     )
     p.add_argument("--dir", help="deployment directory (default deploy/<time>)")
     p.set_defaults(func=cmd_local)
+
+    p = steps.add_parser(
+        "bench-faults", help="separate hosts (netns, root): clean vs node and SuperLink faults"
+    )
+    _experiment_args(p)
+    p.add_argument("--nodes", type=int, default=3, help="SuperNodes, one namespace each")
+    p.add_argument("--node", type=int, default=1, help="the SuperNode that is killed")
+    p.add_argument("--kill-round", type=int, default=2, help="killed while training this round")
+    p.add_argument("--restart-round", type=int, default=4, help="back for this round")
+    p.add_argument("--link-round", type=int, default=5, help="SuperLink killed in it (0: never)")
+    p.set_defaults(func=cmd_bench_faults)
