@@ -31,6 +31,11 @@ class DeployConfig:
     deploy_backoff: float = _k(
         5.0, "deployment: seconds before the first re-send (doubling each time)", min=0.0
     )
+    deploy_late_joiners: bool = _k(
+        False,
+        "deployment: SuperNodes that connect after the run started join the population "
+        "from the next round (sampling then draws from the larger population)",
+    )
     deploy_resume: bool = _k(
         False,
         "deployment: continue out-dir from its checkpoint (set by `perennial deploy run "

@@ -50,6 +50,19 @@ class NodeDealer:
                 "start SuperNodes (perennial deploy supernodes) before the run"
             )
 
+    def admit(self, grid: Grid, run_dir: Path | None = None) -> list[int]:
+        """Late joiners (deploy-late-joiners): nodes online now that are not in the
+        population join it at its end, in node-id order, so every earlier client keeps
+        its index; the grown population is recorded. Returns the new node ids."""
+        known = set(self.node_ids)
+        new = sorted(int(n) for n in grid.get_node_ids() if int(n) not in known)
+        if new:
+            self.node_ids = [*self.node_ids, *new]
+            if run_dir is not None:
+                record = Path(run_dir) / NODES_FILE
+                write_atomic(record, json.dumps({"node_ids": self.node_ids}).encode())
+        return new
+
     def private_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """`cfg` over the connected SuperNodes, the population central DP samples from
         and accounts over; refused in one line before round 1 if it cannot be."""

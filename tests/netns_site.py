@@ -43,9 +43,10 @@ def need_netns() -> None:
 
 
 class Site:
-    """A SuperLink host and `nodes` SuperNode hosts, all started and connected."""
+    """A SuperLink host and `nodes` SuperNode hosts (keys registered for all), the first
+    `running` of them (default all) started and connected."""
 
-    def __init__(self, root: Path, nodes: int, tag: str) -> None:
+    def __init__(self, root: Path, nodes: int, tag: str, running: int | None = None) -> None:
         self.root = root
         self.net = Network(tag)
         self.started = False
@@ -55,8 +56,13 @@ class Site:
         entry = deploy.superlink(root, self.link.address, PORT, 180, self.link.netns)
         self.started = True
         self.node_ids: list[int] = entry["node_ids"]
-        netns = {i: h.netns for i, h in enumerate(self.hosts)}
-        deploy.supernodes(root, timeout=180, netns=netns)
+        self.netns = {i: h.netns for i, h in enumerate(self.hosts)}
+        first = list(range(nodes if running is None else running))
+        deploy.supernodes(root, timeout=180, only=first, netns=self.netns)
+
+    def start_node(self, i: int) -> None:
+        """Start SuperNode i (registered, not started yet) on its host."""
+        deploy.supernodes(self.root, timeout=180, only=[i], netns=self.netns)
 
     def name(self, i: int) -> str:
         """SuperNode i as rows and summaries name it."""

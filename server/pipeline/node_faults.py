@@ -14,7 +14,8 @@ unanswered. So one send here:
   restarted or whose link comes back within the back-off trains in the same round;
 - records every fault as an event of the round's metrics row (`fault_events`):
   node-lost (unavailable or timeout), node-rejoined (a lost node answered again),
-  round-timeout, resumed (the first round after `deploy run --resume`).
+  round-timeout, resumed (the first round after `deploy run --resume`), node-joined
+  (a late joiner entered the population, with deploy-late-joiners).
 
 Which nodes were lost is replayed from the rows, so a resumed run knows them too.
 """
@@ -78,6 +79,10 @@ class NodeFaults:
         the nodes lost so far come back from the rows, and the next row says so."""
         self.lost = lost_nodes(rows)
         self.events.append({"event": "resumed", "after_round": after_round})
+
+    def joined(self, nodes: list[int]) -> None:
+        """Late joiners entered the population this round."""
+        self.events += [{"event": "node-joined", "node": node_name(n)} for n in nodes]
 
     def take(self) -> dict[str, Any]:
         """The round's fault record for its row (and start the next round's); nothing

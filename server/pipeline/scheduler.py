@@ -5,6 +5,7 @@ scheduler implements `Scheduler.run` over the same stages."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -80,8 +81,11 @@ class SyncScheduler:
 
     def gather(self, rnd: int, arrays: ArrayRecord) -> Cohort:
         """sample -> dispatch -> collect, with top-ups while short of min-clients."""
-        s, fed = self.s, self.s.fed
+        s = self.s
         self.attempts, self.unavailable = [], 0
+        if s.dealer is not None and s.cfg.deploy.deploy_late_joiners:
+            self._admit()
+        fed = s.fed
         pids = self._online(s.sampling.draw(rnd))
         if s.secure is not None:
             cohort = collect_secure(s.secure, self.grid, self._send(rnd, arrays, pids), rnd)
@@ -109,6 +113,18 @@ class SyncScheduler:
             pids = s.sampling.top_up(rnd, cohort.retries, cohort.tried, fed.min_clients - useful)
             if not pids:
                 return cohort
+
+    def _admit(self) -> None:
+        """Deployment with late joiners: nodes that connected since the last round join
+        the population (config_deploy.check_late_joiners refuses what this would break),
+        and the seeded draw is over the larger population from this round on."""
+        s = self.s
+        joined = s.dealer.admit(self.grid, s.run_dir)
+        if joined:
+            n = len(s.dealer.node_ids)
+            s.fed = dataclasses.replace(s.fed, num_clients=n)
+            s.sampling = dataclasses.replace(s.sampling, num_clients=n)
+            s.node_faults.joined(joined)
 
     def time_round(self, rnd: int, cohort: Cohort) -> RoundTime:
         """Advance the clock by the round; late and offline updates leave `cohort.valid`

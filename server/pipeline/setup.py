@@ -50,6 +50,8 @@ class Stages:
     pooling: str | None = None  # pooled dispatch's kind (strategies/pooling.py); None: off
     local_eval: LocalEvaluator | None = None  # local-eval: evaluation on the clients
     node_faults: NodeFaults | None = None  # deployment: per-node sends and fault events
+    dealer: NodeDealer | None = None  # deployment: the SuperNodes sampled from
+    run_dir: Path | None = None
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -101,6 +103,8 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         pooling=pooling,
         local_eval=local_eval,
         node_faults=NodeFaults(cfg) if dealer is not None else None,
+        dealer=dealer,
+        run_dir=run_dir,
     )
 
 

@@ -137,9 +137,10 @@ def supernodes(
     address = superlink_address or (state.get("superlink") or {}).get("address")
     if not address:
         raise ConfigError("no SuperLink address; pass --superlink HOST:PORT or `deploy superlink`")
-    if any(alive(e) for e in state.get("supernodes", [])):
-        raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
     n = files.num_node_keys()
+    wanted = set(only) if only else set(range(n))
+    if any(alive(e) and e.get("index", -1) in wanted for e in state.get("supernodes", [])):
+        raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
     configs = node_configs(n, data_paths, client_folders)
     bad = [i for i in only or [] if not 0 <= i < n]
     if bad:

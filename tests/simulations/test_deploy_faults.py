@@ -24,12 +24,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.tf]
 
 @pytest.fixture
 def site(request, tmp_path):
-    """A SuperLink host and SuperNode hosts (2, or the test's `nodes` marker)."""
+    """A SuperLink host and SuperNode hosts: 2, or the test's `nodes(n, running)`."""
     need_netns()
     marker = request.node.get_closest_marker("nodes")
+    nodes, running = marker.args if marker else (2, 2)
     made: list[Site] = []
     try:
-        made.append(Site(tmp_path / "dep", marker.args[0] if marker else 2, "f"))
+        made.append(Site(tmp_path / "dep", nodes, "f", running))
         yield made[0]
     finally:
         if made:
@@ -148,3 +149,26 @@ def test_superlink_killed_and_resumed_is_bit_identical(site, tmp_path):
     for a, b in zip(checkpoint_weights(ref), checkpoint_weights(out), strict=True):
         np.testing.assert_array_equal(a, b)
     assert events(out) == [(2, "resumed", None)]
+
+
+@pytest.mark.nodes(3, 2)
+def test_late_joiner_is_sampled_from_the_next_round(site, tmp_path):
+    """Three keys registered, two SuperNodes running; the third starts once the run
+    has begun. With deploy-late-joiners it joins the population at the next round's
+    start (recorded as node-joined) and trains from then on."""
+    out, log = tmp_path / "run", tmp_path / "cli.log"
+    values = [*SMALL, "rounds=2", "deploy-late-joiners=true", "deploy-round-timeout=120"]
+    with hard_limit(290):
+        proc = _deploy_run(site, out, values, log)
+        try:
+            wait_for(lambda: site.received(0) >= 1, 200, "round 1 under way")
+            site.start_node(2)
+            assert not rows(out)  # joined while round 1 runs
+            _finish(proc, log, 200)
+        finally:
+            stop_process_group(proc)
+    got = rows(out)
+    assert [r["replies"] for r in got] == [2, 3]
+    assert events(out) == [(2, "node-joined", site.name(2))]
+    nodes = json.loads((out / "nodes.json").read_text())["node_ids"]
+    assert nodes == [*sorted(site.node_ids[:2]), site.node_ids[2]]
