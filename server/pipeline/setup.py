@@ -72,7 +72,10 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     # The server's secret (central DP only): the Poisson draw and the noise come from it.
     key = server_key(cfg, run_dir)
     check_secagg_clipping(cfg, sum(w.size for w in weights))
-    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots), key)
+    # A deployment's loop samples the SuperNodes itself and needs one message from the
+    # strategy as a template: asking Flower for every node present at the start would
+    # wait for ever once one dies (configure_train waits for min-available-nodes).
+    strategy = wrap_private(private_cfg, build_strategy(cfg, 1 if dealer else num_slots), key)
     # Central DP samples each client independently (the accountant's assumption) and
     # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
     secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None

@@ -127,8 +127,13 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_faults(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
     from simulations.deployment.bench_faults import Schedule, bench_faults
 
+    # SIGTERM unwinds like Ctrl-C, so the namespaces and processes it made are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     schedule = Schedule(args.node, args.kill_round, args.restart_round, args.link_round)
     out = Path(args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-bench-faults")
     print(f"perennial: bench-faults writing {out}", flush=True)

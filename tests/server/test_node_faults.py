@@ -131,3 +131,24 @@ def test_bench_schedule_events_are_the_injected_ones():
     ]
     assert recorded_events(rows) == expected_events(s, "n1", False)
     assert recorded_events(rows[:1]) != expected_events(s, "n1", False)
+
+
+def test_a_dead_supernode_does_not_block_the_next_round():
+    """Bug (bench-faults): the strategy was built to wait for every SuperNode present
+    at the start (min-available-nodes), so once one died Flower's configure_train waited
+    for it for ever and the round never started. In a deployment the loop samples the
+    nodes itself: one connected node is enough to build the round's message."""
+    from fake_grid import FakeClients
+    from netns_site import hard_limit
+
+    from server.pipeline.setup import build_stages
+
+    cfg = ExperimentConfig.from_flat(
+        {"federation-mode": "deployment", "num-clients": 3, "clients-per-round": 3}
+    )
+    grid = FakeClients(3)
+    stages = build_stages(grid, cfg, 3, None)
+    grid.get_node_ids = lambda: [1, 3]  # node 2 died after the run started
+    with hard_limit(20):
+        sent = stages.dispatch(2, ArrayRecord(stages.weights), [0, 1, 2])
+    assert [m.metadata.dst_node_id for m in sent] == [1, 2, 3]  # node 2 still asked
