@@ -112,9 +112,9 @@ class NodeFaults:
                 else:
                     self._answered(node, reply, answered)
             return Attempt(tuple(answered), len(messages) - len(answered), sent)
-        waiting = self._push(grid, list(pending.values()))
+        waiting = self._push(grid, list(pending.values()), pending)
         while (waiting or retry_at) and self.clock() < deadline:
-            for reply in grid.pull_messages(list(waiting)):
+            for reply in grid.pull_messages(list(waiting)) if waiting else []:
                 node = waiting.pop(reply.metadata.reply_to_message_id, None)
                 if node is None:
                     continue
@@ -132,7 +132,7 @@ class NodeFaults:
                 for n in due:
                     del retry_at[n]
                 self.resends += len(due)
-                waiting.update(self._push(grid, [_again(pending[n]) for n in due]))
+                waiting.update(self._push(grid, [_again(pending[n]) for n in due], pending))
             if waiting or retry_at:
                 self.sleep(PULL_INTERVAL)
         if waiting or retry_at:
@@ -141,14 +141,24 @@ class NodeFaults:
                 self._lost(node, "timeout" if node in waiting.values() else "unavailable")
         return Attempt(tuple(answered), len(messages) - len(answered), sent)
 
-    def _push(self, grid: Grid, messages: list[Message]) -> dict[str, int]:
+    def _push(
+        self, grid: Grid, messages: list[Message], pending: dict[int, Message]
+    ) -> dict[str, int]:
         """Push with a time to live of the round's deadline: a node that comes back after
         it (its link restored) is not handed the stale round's work, which would keep
-        it busy through the next round."""
+        it busy through the next round. A message the SuperLink refuses to store (an
+        empty id: e.g. a node it no longer knows) loses its node at once."""
         for m in messages:
             m.metadata.ttl = self.timeout
         ids = grid.push_messages(messages)
-        return {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages, strict=True)}
+        waiting = {}
+        for mid, m in zip(ids, messages, strict=True):
+            if mid:
+                waiting[mid] = m.metadata.dst_node_id
+            else:
+                self._lost(m.metadata.dst_node_id, "refused")
+                del pending[m.metadata.dst_node_id]
+        return waiting
 
     def _lost(self, node: int, why: str) -> None:
         """A node failed this round; an event when it was not lost already (a node down

@@ -29,6 +29,10 @@ class ScriptedGrid:
             node = m.metadata.dst_node_id
             self.sent.append(node)
             self.ttls.append(m.metadata.ttl)
+            if self.script[node][0] == "refused":  # the SuperLink does not store it
+                self.script[node].pop(0)
+                ids.append("")
+                continue
             mid = f"m{len(self.sent)}"
             m.metadata.__dict__["_message_id"] = mid
             what = self.script[node].pop(0)
@@ -85,6 +89,18 @@ def test_unavailable_nodes_are_resent_after_backoff_until_the_deadline():
         {"event": "node-lost", "node": node_name(3), "reason": "timeout"},
     ]
     assert faults.take() == {}  # a quiet round adds nothing to its row
+
+
+def test_a_message_the_superlink_refuses_loses_its_node_at_once():
+    clock = [0.0]
+    faults = _faults(clock)
+    grid = ScriptedGrid(clock, {1: ["ok"], 2: ["refused"]})
+    attempt = faults.collect(grid, _messages([1, 2]))
+    assert [u.node_id for u in attempt.updates] == [1] and attempt.failures == 1
+    assert clock[0] < 5  # nothing waits for it
+    assert faults.take()["fault_events"] == [
+        {"event": "node-lost", "node": node_name(2), "reason": "refused"}
+    ]
 
 
 def test_a_lost_node_rejoins_and_a_crash_is_not_a_node_fault():
