@@ -139,6 +139,8 @@ def run(
     if not cfg.deploy.deploy_resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {str(out)!r} already exists and is not empty")
     check_declared(app, cfg)
+    if cfg.deploy.deploy_resume:
+        stop_interrupted(files, out)
     run_config = files.root / "run-config.toml"
     run_config.write_text(to_toml(cfg.to_nested()))  # Flower checks keys against pyproject's tables
     started = time.monotonic()
@@ -149,6 +151,9 @@ def run(
     if run_id is None:
         raise DeployError(f"`flwr run` started no run: {text.strip()[-300:]}")
     run_id = int(run_id)
+    state = read_state(files)
+    state.setdefault("runs", {})[str(out.resolve())] = run_id
+    write_state(files, state)
     summary = out / "summary.json"
     next_check = time.monotonic() + 10
     answered = time.monotonic()
@@ -182,6 +187,20 @@ def run(
     result["run_id"] = run_id
     result["deploy_wall_seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def stop_interrupted(files: DeployFiles, out: Path) -> None:
+    """Stop the Flower run that last wrote `out` (recorded in state.json), so that the
+    SuperLink drops the messages it still holds for it: a SuperNode would otherwise
+    train on the dead run's round before the resumed run's. Best effort: a SuperLink
+    that lost its database has nothing to drop."""
+    previous = read_state(files).get("runs", {}).get(str(out.resolve()))
+    if previous is None:
+        return
+    try:
+        flwr(["stop", str(previous), CONNECTION], files, 60)
+    except (DeployError, subprocess.TimeoutExpired):
+        pass
 
 
 def down(root: Path) -> list[int]:
