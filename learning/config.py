@@ -24,6 +24,7 @@ from learning.config_checks import (
     registry_names,
     rounds_per_task,
 )
+from learning.config_deploy import DeployConfig
 from learning.config_files import (
     config_values,
     load_toml,
@@ -61,6 +62,7 @@ __all__ = [
     "DevicesConfig",
     "PERSONAL_STRATEGIES",
     "PersonalConfig",
+    "DeployConfig",
     "ExperimentConfig",
     "PluginSettings",
     "FederationConfig",
@@ -97,6 +99,7 @@ class ExperimentConfig:
     continual: ContinualConfig = field(default_factory=ContinualConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     personal: PersonalConfig = field(default_factory=PersonalConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     # The user's settings for their plug-ins ([plugin]); empty, they appear nowhere, so a
     # run without them is the run it was before the table existed (same messages, digest).
     plugin: PluginSettings = field(default_factory=PluginSettings)

@@ -27,6 +27,7 @@ from learning.datasets.client_folders import client_folder_count
 from learning.defence_bounds import strategy_error
 from learning.devices import read_device_file
 from learning.errors import ConfigError
+from learning.late_joiners import check_late_joiners
 from learning.models import MODELS
 from learning.partition import PARTITIONERS
 from learning.plugins import FORMS, is_keras_file, is_plugin, plugin_error, resolve
@@ -174,6 +175,7 @@ def check_combinations(cfg: Sections) -> None:
         )
     _check_continual(cfg)
     check_personal(cfg)
+    check_late_joiners(cfg)
     if cfg.train.init_weights:
         weights_file(cfg.train.init_weights)  # shapes: when the model is built (preflight)
 

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from learning.config_deploy import DEPLOY_KEYS, DeployConfig
 from learning.config_devices import (
     DevicesConfig,
 )
@@ -271,6 +272,7 @@ SECTIONS = {
     "continual": ContinualConfig,
     "devices": DevicesConfig,
     "personal": PersonalConfig,
+    "deploy": DeployConfig,
 }
 
 
@@ -283,6 +285,7 @@ CLOCK_KEYS = frozenset(
     [f.name.replace("_", "-") for f in dataclasses.fields(DevicesConfig)]
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
     + ["task-seconds", "init-weights", *PERSONAL_KEYS]  # and issue 17's [personal]
+    + list(DEPLOY_KEYS)  # and issue 20's [deploy]
 )
 
 
@@ -313,3 +316,4 @@ class Sections(Protocol):
     continual: ContinualConfig
     devices: DevicesConfig
     personal: PersonalConfig
+    deploy: DeployConfig

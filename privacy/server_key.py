@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.config import ExperimentConfig
+from learning.config_deploy import DEPLOY_KEYS
 from learning.config_schema import without_default_clock_keys
 from learning.errors import ConfigError
 from learning.plugin_settings import is_setting
@@ -45,6 +46,7 @@ _NOT_RESULTS = frozenset(
         "gpus-per-client",
         "clients-per-message",
         "checkpoint-every",
+        *DEPLOY_KEYS,  # how a deployment waits and resumes, not what it computes
     }
 )
 
@@ -53,7 +55,9 @@ _NOT_RESULTS = frozenset(
 # names its clients in `partition-ids`), and the warm-start file (the server sends the
 # weights; a SuperNode need not hold the file), and how often the server checkpoints.
 # Not sent, so a client's config is the same whether or not its round was pooled.
-SERVER_SIDE_KEYS = frozenset({"clients-per-message", "init-weights", "checkpoint-every"})
+SERVER_SIDE_KEYS = frozenset(
+    {"clients-per-message", "init-weights", "checkpoint-every", *DEPLOY_KEYS}
+)
 
 
 def _unused(flat: dict[str, Any]) -> set[str]:

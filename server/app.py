@@ -52,7 +52,14 @@ def summarise(rows: list[dict[str, Any]], wall_seconds: float, cfg: ExperimentCo
         "clients_per_round": cfg.federation.clients_per_round,
         "seed": cfg.federation.seed,
         **_privacy_summary(rows, cfg),
+        **_fault_summary(rows),
     }
+
+
+def _fault_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A deployment's fault events, each with its round (none: nothing added)."""
+    events = [{"round": r["round"], **e} for r in rows for e in r.get("fault_events") or []]
+    return {"fault_events": events} if events else {}
 
 
 def _privacy_summary(rows: list[dict[str, Any]], cfg: ExperimentConfig) -> dict[str, Any]:
@@ -181,14 +188,17 @@ def build_server_app(
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         c = cfg or ExperimentConfig.from_flat(dict(context.run_config))
-        out = run_dir
+        out, again = run_dir, resume
+        if out is None and c.deploy.deploy_resume:  # `perennial deploy run --resume`
+            out, again = Path(c.runtime.out_dir), True
+            print(f"perennial: resuming {out}", flush=True)
         if out is None:
             base = c.runtime.out_dir or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"
             out = prepare_run_dir(base)
             print(f"perennial: writing results to {out}", flush=True)
         want = c.federation.clients_per_round
         slots = num_slots or min(want, _wait_for_nodes(grid, want))
-        summary = run_experiment(grid, c, out, max(1, slots), on_round, resume=resume)
+        summary = run_experiment(grid, c, out, max(1, slots), on_round, resume=again)
         if results is not None:
             results.update(summary)
 

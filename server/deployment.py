@@ -14,6 +14,8 @@ config (`partition-id`/`num-partitions` or `data-path`).
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -21,20 +23,45 @@ from flwr.serverapp import Grid
 from learning.config import ExperimentConfig, FederationConfig
 from learning.errors import ConfigError
 from server.messages import addressed_copy
+from server.run_dir import write_atomic
+
+NODES_FILE = "nodes.json"
 
 
 class NodeDealer:
     """Maps the loop's logical clients onto connected SuperNodes and addresses them."""
 
-    def __init__(self, grid: Grid) -> None:
-        # Node ids are fixed per registered key, so a node that reconnects keeps its
-        # place; one that is gone simply fails its messages (and is topped up).
-        self.node_ids = sorted(int(n) for n in grid.get_node_ids())
+    def __init__(self, grid: Grid, run_dir: Path | None = None) -> None:
+        # Node ids are fixed per registered key (and kept by the SuperLink's database
+        # across its restarts), so a node that reconnects keeps its place; one that is
+        # gone simply fails its messages (and is topped up). The population is the
+        # nodes online when the run starts, recorded in RUN_DIR/nodes.json: a resumed
+        # run uses the same, whichever of them happen to be online when it resumes.
+        record = Path(run_dir) / NODES_FILE if run_dir is not None else None
+        if record is not None and record.is_file():
+            self.node_ids = [int(n) for n in json.loads(record.read_text())["node_ids"]]
+        else:
+            self.node_ids = sorted(int(n) for n in grid.get_node_ids())
+            if record is not None and self.node_ids:
+                write_atomic(record, json.dumps({"node_ids": self.node_ids}).encode())
         if not self.node_ids:
             raise ConfigError(
                 "federation-mode = deployment but no SuperNode is connected; "
                 "start SuperNodes (perennial deploy supernodes) before the run"
             )
+
+    def admit(self, grid: Grid, run_dir: Path | None = None) -> list[int]:
+        """Late joiners (deploy-late-joiners): nodes online now that are not in the
+        population join it at its end, in node-id order, so every earlier client keeps
+        its index; the grown population is recorded. Returns the new node ids."""
+        known = set(self.node_ids)
+        new = sorted(int(n) for n in grid.get_node_ids() if int(n) not in known)
+        if new:
+            self.node_ids = [*self.node_ids, *new]
+            if run_dir is not None:
+                record = Path(run_dir) / NODES_FILE
+                write_atomic(record, json.dumps({"node_ids": self.node_ids}).encode())
+        return new
 
     def private_config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """`cfg` over the connected SuperNodes, the population central DP samples from

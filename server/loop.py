@@ -49,6 +49,8 @@ def run_rounds(
         weights, first = resume.weights, resume.round + 1
         restore_strategy(stages.strategy, resume.state)
         rows = list(resume.rows)
+        if stages.node_faults is not None:
+            stages.node_faults.resume(rows, resume.round)
     spent = rows[-1]["elapsed_seconds"] if rows else 0.0
     # the clock's exact value (the row's is rounded to 6 places; older checkpoints: that)
     saved = resume.scheduler if resume is not None else None

@@ -5,6 +5,7 @@ scheduler implements `Scheduler.run` over the same stages."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -80,8 +81,11 @@ class SyncScheduler:
 
     def gather(self, rnd: int, arrays: ArrayRecord) -> Cohort:
         """sample -> dispatch -> collect, with top-ups while short of min-clients."""
-        s, fed = self.s, self.s.fed
+        s = self.s
         self.attempts, self.unavailable = [], 0
+        if s.dealer is not None and s.cfg.deploy.deploy_late_joiners:
+            self._admit()
+        fed = s.fed
         pids = self._online(s.sampling.draw(rnd))
         if s.secure is not None:
             cohort = collect_secure(s.secure, self.grid, self._send(rnd, arrays, pids), rnd)
@@ -96,6 +100,8 @@ class SyncScheduler:
             if s.pooling is not None:
                 cohort.pooled = True
                 attempt = collect_pooled(self.grid, sent, fed.timeout, s.pooling, s.shapes)
+            elif s.node_faults is not None:  # a deployment: nodes die and come back
+                attempt = s.node_faults.collect(self.grid, sent)
             else:
                 attempt = collect(self.grid, sent, fed.timeout)
             cohort.add(attempt, s.shapes)
@@ -107,6 +113,18 @@ class SyncScheduler:
             pids = s.sampling.top_up(rnd, cohort.retries, cohort.tried, fed.min_clients - useful)
             if not pids:
                 return cohort
+
+    def _admit(self) -> None:
+        """Deployment with late joiners: nodes that connected since the last round join
+        the population (config_deploy.check_late_joiners refuses what this would break),
+        and the seeded draw is over the larger population from this round on."""
+        s = self.s
+        joined = s.dealer.admit(self.grid, s.run_dir)
+        if joined:
+            n = len(s.dealer.node_ids)
+            s.fed = dataclasses.replace(s.fed, num_clients=n)
+            s.sampling = dataclasses.replace(s.sampling, num_clients=n)
+            s.node_faults.joined(joined)
 
     def time_round(self, rnd: int, cohort: Cohort) -> RoundTime:
         """Advance the clock by the round; late and offline updates leave `cohort.valid`
@@ -141,5 +159,7 @@ class SyncScheduler:
         privacy = privacy_row(self.s.private_cfg, self.s.strategy)
         row = records.round_row(rnd, evaluation, valid, health, privacy, cohort, outcome, timings)
         row.update(timed.row(self.s.clock.now), unavailable=self.unavailable)
+        if self.s.node_faults is not None:
+            row.update(self.s.node_faults.take())
         state.next_round = rnd + 1
         return self.observers(rnd, row, weights, norms, state.rows)

@@ -29,6 +29,7 @@ from server.pipeline.aggregate import Aggregator
 from server.pipeline.clock import Clock
 from server.pipeline.dispatch import Dispatcher, chunk_stamp, stamp
 from server.pipeline.local_eval import LocalEvaluator
+from server.pipeline.node_faults import NodeFaults
 from server.pipeline.sampling_policy import SamplingPolicy, TrainingClients, sampling_policy
 from strategies.registry import build_strategy, pooling_kind
 
@@ -48,6 +49,9 @@ class Stages:
     clock: Clock
     pooling: str | None = None  # pooled dispatch's kind (strategies/pooling.py); None: off
     local_eval: LocalEvaluator | None = None  # local-eval: evaluation on the clients
+    node_faults: NodeFaults | None = None  # deployment: per-node sends and fault events
+    dealer: NodeDealer | None = None  # deployment: the SuperNodes sampled from
+    run_dir: Path | None = None
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -61,14 +65,17 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     weights = initial_weights(t.model, ds_shape, num_classes, fed.seed, t.init_weights, cfg.plugin)
     # Deployment: the federation is the connected SuperNodes, client k the k-th by node id,
     # and each trains on its own data (server/deployment.py).
-    dealer = NodeDealer(grid) if fed.federation_mode == "deployment" else None
+    dealer = NodeDealer(grid, run_dir) if fed.federation_mode == "deployment" else None
     # Privacy is accounted over the population actually sampled from.
     central = cfg.privacy.dp == "central"
     private_cfg = dealer.private_config(cfg) if dealer is not None and central else cfg
     # The server's secret (central DP only): the Poisson draw and the noise come from it.
     key = server_key(cfg, run_dir)
     check_secagg_clipping(cfg, sum(w.size for w in weights))
-    strategy = wrap_private(private_cfg, build_strategy(cfg, num_slots), key)
+    # A deployment's loop samples the SuperNodes itself and needs one message from the
+    # strategy as a template: asking Flower for every node present at the start would
+    # wait for ever once one dies (configure_train waits for min-available-nodes).
+    strategy = wrap_private(private_cfg, build_strategy(cfg, 1 if dealer else num_slots), key)
     # Central DP samples each client independently (the accountant's assumption) and
     # never tops a round up; SecAgg+ runs its own four-stage exchange per round.
     secure = SecureSender(cfg, num_slots) if cfg.privacy.secure_aggregation else None
@@ -98,6 +105,9 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         clock=clock,
         pooling=pooling,
         local_eval=local_eval,
+        node_faults=NodeFaults(cfg) if dealer is not None else None,
+        dealer=dealer,
+        run_dir=run_dir,
     )
 
 

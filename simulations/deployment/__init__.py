@@ -2,7 +2,8 @@
 
 One module per job: certs.py (CA, TLS, SuperNode keys), processes.py (commands,
 environment, pids), superlink.py, supernodes.py, run.py (`flwr run`, down, local),
-cli.py (the `perennial deploy` sub-commands). The server side of a deployment, sampling
+cli.py (the `perennial deploy` sub-commands), netns.py (separate hosts on one
+machine, for the fault tests and `deploy bench-faults`). The server side of a deployment, sampling
 connected SuperNodes, is server/deployment.py: the round loop imports it, and server/
 may not import simulations/.
 
@@ -35,9 +36,15 @@ from simulations.deployment.processes import (
     stop_entries,
 )
 from simulations.deployment.run import default_nodes, deployment_config, down, local, run
-from simulations.deployment.superlink import register_node, superlink, write_connection
+from simulations.deployment.superlink import (
+    register_node,
+    restart_superlink,
+    superlink,
+    write_connection,
+)
 from simulations.deployment.supernodes import (
     node_configs,
+    restart_supernode,
     start_supernode,
     supernode_command,
     supernodes,
@@ -61,6 +68,8 @@ __all__ = [
     "process_env",
     "read_state",
     "register_node",
+    "restart_superlink",
+    "restart_supernode",
     "run",
     "start_supernode",
     "stop_entries",

@@ -66,12 +66,21 @@ def process_env(flwr_home: Path) -> dict[str, str]:
     return env
 
 
-def start(cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    """Start `cmd` in its own session (so it outlives this CLI) and describe it."""
+def in_netns(netns: str | None, cmd: list[str]) -> list[str]:
+    """`cmd` run inside network namespace `netns` (None: here); `ip netns exec` execs
+    it, so the pid we record is the command's own."""
+    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+
+
+def start(
+    cmd: list[str], log: Path, env: dict[str, str], cwd: Path, netns: str | None = None
+) -> dict[str, Any]:
+    """Start `cmd` (in `netns`, if given) in its own session (so it outlives this CLI)
+    and describe it; `cmd` is recorded as given, so a restart runs it again as it was."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd,
+            in_netns(netns, cmd),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -84,6 +93,7 @@ def start(cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> dict[str
         "create_time": psutil.Process(proc.pid).create_time(),
         "cmd": cmd,
         "log": str(log),
+        **({"netns": netns} if netns else {}),
     }
 
 
@@ -159,9 +169,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def flwr(args: list[str], files: DeployFiles, timeout: float = 120) -> str:
-    """Run the `flwr` CLI against our connection; its stdout, or a one-line error."""
+    """Run the `flwr` CLI against our connection (from the SuperLink's network
+    namespace when it has one); its stdout, or a one-line error."""
+    netns = (read_state(files).get("superlink") or {}).get("netns")
     proc = subprocess.run(
-        [bin("flwr"), *args],
+        in_netns(netns, [bin("flwr"), *args]),
         capture_output=True,
         text=True,
         timeout=timeout,

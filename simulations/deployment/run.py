@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learning.config import ExperimentConfig, absolute_path, config_values, read_toml, to_toml
+from learning.config import (
+    ExperimentConfig,
+    absolute_path,
+    build_config,
+    config_values,
+    read_toml,
+    to_toml,
+)
 from learning.config_checks import NATURAL
 from learning.datasets.client_folders import client_folder_count
 from learning.errors import ConfigError
@@ -18,6 +25,7 @@ from simulations.deployment.processes import (
     CONNECTION,
     PROJECT_ROOT,
     DeployError,
+    alive,
     certs,
     flwr,
     json_tail,
@@ -82,6 +90,9 @@ def check_declared(app: Path, cfg: ExperimentConfig) -> None:
             )
 
 
+LINK_PATIENCE = 60.0  # seconds without an answer from the SuperLink before giving up
+
+
 def run_status(files: DeployFiles, run_id: int) -> str:
     try:
         out = flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], files, 60)
@@ -91,22 +102,45 @@ def run_status(files: DeployFiles, run_id: int) -> str:
     return str(runs[0].get("status", "unknown"))
 
 
+def resume_config(run_dir: Path) -> ExperimentConfig:
+    """The config that continues an interrupted deployment run in `run_dir`: its own
+    config.toml with deploy-resume on (the ServerApp then loads the checkpoint, and the
+    server key, from the run directory). Refused in one line if there is nothing to
+    resume."""
+    from server.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.toml)")
+    if (run_dir / "summary.json").is_file():
+        raise ConfigError(f"{str(run_dir)!r} already finished; nothing to resume")
+    cfg = build_config(run_dir / "config.toml")
+    if cfg.federation.federation_mode != "deployment":
+        raise ConfigError(f"{str(run_dir)!r} is a simulation; `perennial run --resume` it")
+    load_checkpoint(run_dir)  # one line if it stopped before its first checkpoint
+    return cfg.replace(deploy_resume=True, out_dir=str(run_dir))
+
+
 def run(
     root: Path,
     cfg: ExperimentConfig,
     app: Path = PROJECT_ROOT,
     timeout: float = 3600,
 ) -> dict[str, Any]:
-    """Submit the experiment with `flwr run` and wait for its summary.json."""
+    """Submit the experiment with `flwr run` and wait for its summary.json (with
+    deploy-resume: continue its run directory). If the SuperLink stops answering for
+    `LINK_PATIENCE` seconds the wait ends in one line that says how to resume."""
     files = DeployFiles(root.resolve())
     if not (files.flwr_home / "config.toml").is_file():
         raise ConfigError(f"no SuperLink connection in {files.root}; run `deploy superlink`")
     if not (app / "pyproject.toml").is_file():
         raise ConfigError(f"{app} is not a Flower app (no pyproject.toml); pass --app")
     out = Path(cfg.runtime.out_dir)
-    if out.exists() and any(out.iterdir()):
+    if not cfg.deploy.deploy_resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"run directory {str(out)!r} already exists and is not empty")
     check_declared(app, cfg)
+    if cfg.deploy.deploy_resume:
+        stop_interrupted(files, out)
     run_config = files.root / "run-config.toml"
     run_config.write_text(to_toml(cfg.to_nested()))  # Flower checks keys against pyproject's tables
     started = time.monotonic()
@@ -117,14 +151,29 @@ def run(
     if run_id is None:
         raise DeployError(f"`flwr run` started no run: {text.strip()[-300:]}")
     run_id = int(run_id)
+    state = read_state(files)
+    state.setdefault("runs", {})[str(out.resolve())] = run_id
+    write_state(files, state)
     summary = out / "summary.json"
     next_check = time.monotonic() + 10
+    answered = time.monotonic()
     while not summary.is_file():
         now = time.monotonic()
         if now - started > timeout:
             raise DeployError(f"run {run_id} not finished after {timeout:.0f} s")
         if now >= next_check:  # a failed run writes no summary: ask the SuperLink
             status = run_status(files, run_id)
+            if status != "unknown":
+                answered = now
+            link = read_state(files).get("superlink") or {}
+            gone = "pid" in link and alive(link) is None  # started here, and it died
+            if (gone or now - answered > LINK_PATIENCE) and not summary.is_file():
+                raise DeployError(
+                    f"the SuperLink {'exited' if gone else 'stopped answering'}; run {run_id} "
+                    f"stopped after its last checkpoint. Restart it (`perennial deploy "
+                    f"superlink {root} --restart`) and continue with "
+                    f"`perennial deploy run {root} --resume {out}`"
+                )
             if status.startswith("finished") and not summary.is_file():
                 time.sleep(2)  # the summary may land just after the status changes
                 if not summary.is_file():
@@ -138,6 +187,20 @@ def run(
     result["run_id"] = run_id
     result["deploy_wall_seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def stop_interrupted(files: DeployFiles, out: Path) -> None:
+    """Stop the Flower run that last wrote `out` (recorded in state.json), so that the
+    SuperLink drops the messages it still holds for it: a SuperNode would otherwise
+    train on the dead run's round before the resumed run's. Best effort: a SuperLink
+    that lost its database has nothing to drop."""
+    previous = read_state(files).get("runs", {}).get(str(out.resolve()))
+    if previous is None:
+        return
+    try:
+        flwr(["stop", str(previous), CONNECTION], files, 60)
+    except (DeployError, subprocess.TimeoutExpired):
+        pass
 
 
 def down(root: Path) -> list[int]:

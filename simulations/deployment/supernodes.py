@@ -55,21 +55,34 @@ def supernode_command(
 
 
 def start_supernode(
-    files: DeployFiles, name: str, cmd: list[str], home: Path | None = None
+    files: DeployFiles,
+    name: str,
+    cmd: list[str],
+    home: Path | None = None,
+    netns: str | None = None,
 ) -> dict[str, Any]:
-    """Start one SuperNode with its own FLWR_HOME (each installs the app itself)."""
+    """Start one SuperNode with its own FLWR_HOME (each installs the app itself), in
+    network namespace `netns` if given."""
     home = home or files.root / "nodes" / name
-    return start(cmd, files.logs / f"{name}.log", process_env(home), files.root)
+    entry = start(cmd, files.logs / f"{name}.log", process_env(home), files.root, netns)
+    entry["name"] = name
+    return entry
+
+
+def _activations(entry: dict[str, Any]) -> int:
+    """How often the SuperNode's log says it was activated (`SuperNode ID: ...`); a
+    restarted node appends to the same log."""
+    log = Path(entry["log"])
+    return log.read_text(errors="replace").count("SuperNode ID:") if log.exists() else 0
 
 
 def wait_connected(entries: list[dict[str, Any]], timeout: float) -> None:
-    """Until every SuperNode's log says it was activated (`SuperNode ID: ...`)."""
+    """Until every SuperNode's log says it was activated since it was started."""
     deadline = time.monotonic() + timeout
     waiting = list(entries)
     while waiting:
         for e in list(waiting):
-            text = Path(e["log"]).read_text(errors="replace") if Path(e["log"]).exists() else ""
-            if "SuperNode ID:" in text:
+            if _activations(e) > e.get("activations", 0):
                 waiting.remove(e)
             elif alive(e) is None:
                 raise DeployError(f"SuperNode exited ({e['log']}): {tail(e['log'], 2)}")
@@ -113,19 +126,21 @@ def supernodes(
     timeout: float = 120,
     only: list[int] | None = None,
     client_folders: str | None = None,
+    netns: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Start one SuperNode per registered key, each with its data (`node_configs`).
     `only` starts just those node indices, e.g. the one this machine should run in a
-    multi-machine deployment."""
+    multi-machine deployment; `netns` puts node i in network namespace netns[i]."""
     files = DeployFiles(root.resolve())
     need_certs(files)
     state = read_state(files)
     address = superlink_address or (state.get("superlink") or {}).get("address")
     if not address:
         raise ConfigError("no SuperLink address; pass --superlink HOST:PORT or `deploy superlink`")
-    if any(alive(e) for e in state.get("supernodes", [])):
-        raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
     n = files.num_node_keys()
+    wanted = set(only) if only else set(range(n))
+    if any(alive(e) and e.get("index", -1) in wanted for e in state.get("supernodes", [])):
+        raise ConfigError(f"SuperNodes of {root} are running; `perennial deploy down {root}`")
     configs = node_configs(n, data_paths, client_folders)
     bad = [i for i in only or [] if not 0 <= i < n]
     if bad:
@@ -135,8 +150,8 @@ def supernodes(
         for i in sorted(set(only)) if only else range(n):
             node_config = configs[i]
             cmd = supernode_command(files, address, files.node_key(i), node_config, free_port())
-            entry = start_supernode(files, f"supernode-{i}", cmd)
-            entry["node_config"] = node_config
+            entry = start_supernode(files, f"supernode-{i}", cmd, netns=(netns or {}).get(i))
+            entry["node_config"], entry["index"] = node_config, i
             entries.append(entry)
         state.setdefault("supernodes", []).extend(entries)
         state["nodes"] = n
@@ -148,3 +163,38 @@ def supernodes(
         stop_entries(entries)
         raise
     return entries
+
+
+ACTIVATION_REFUSED = "Failed to activate SuperNode"
+RESTART_PAUSE = 3.0  # seconds between a refused activation and the next start
+
+
+def restart_supernode(root: Path, index: int, timeout: float = 120) -> dict[str, Any]:
+    """Start SuperNode `index` again with its recorded command (same key, data and
+    namespace), stopping it first if it still runs, and wait until the SuperLink has
+    activated it again (it re-authenticates with its key and keeps its node id); within
+    Flower's heartbeat window after a death that takes up to a minute of refused starts."""
+    files = DeployFiles(root.resolve())
+    state = read_state(files)
+    nodes = state.get("supernodes", [])
+    found = [k for k, e in enumerate(nodes) if e.get("index") == index]
+    if not found:
+        raise ConfigError(f"SuperNode {index} of {root} was never started here")
+    old = nodes[found[-1]]
+    stop_entries([old])
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = start_supernode(files, old["name"], old["cmd"], netns=old.get("netns"))
+        entry.update(node_config=old["node_config"], index=index, activations=_activations(old))
+        nodes[found[-1]] = entry
+        write_state(files, state)
+        try:
+            wait_connected([entry], max(1.0, deadline - time.monotonic()))
+            return entry
+        except DeployError as exc:
+            # Flower refuses to activate a node id it still counts as online (its last
+            # heartbeat is under 2 x 30 s old): a node that died a moment ago is let
+            # back in once the SuperLink has marked it offline. Try again until then.
+            if ACTIVATION_REFUSED not in tail(entry["log"], 40) or time.monotonic() > deadline:
+                raise DeployError(f"SuperNode {index} did not rejoin: {exc}") from None
+            time.sleep(RESTART_PAUSE)

@@ -19,6 +19,7 @@ from simulations.report.sections import (
     config_section,
     continual_section,
     curves_section,
+    faults_section,
     header,
     partition_section,
     resources_section,
@@ -50,6 +51,7 @@ def render(runs: list[Run]) -> str:
         config_section(runs),
         curves_section(runs),
         resources_section(runs),
+        faults_section(runs),
         continual_section(runs),
         partition_section(runs),
     ]

@@ -219,3 +219,22 @@ def partition_section(runs: list[Run]) -> str:
             f"<figcaption>{html.escape(run.name)}</figcaption></figure>"
         )
     return "<h2>Label distribution across clients</h2>" + "".join(parts) if parts else ""
+
+
+def faults_section(runs: list[Run]) -> str:
+    """A deployment's fault events (summary.json `fault_events`): which SuperNode was
+    lost, rejoined or joined in which round, rounds that timed out, resumes."""
+    rows = []
+    for run in runs:
+        for e in run.summary.get("fault_events") or []:
+            detail = e.get("node") or (
+                f"after round {e['after_round']}" if "after_round" in e else ""
+            )
+            why = e.get("reason") or (f"{e['waiting']} waiting" if "waiting" in e else "")
+            cells = [run.name, e.get("round"), e.get("event"), detail, why]
+            rows.append([html.escape(str(c)) for c in cells])
+    if not rows:
+        return ""
+    return "<h2>Deployment faults</h2>" + table(
+        ["run", "round", "event", "node", "detail"], rows, numeric_to=2
+    )

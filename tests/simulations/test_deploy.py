@@ -119,6 +119,9 @@ def test_tls_deployment_trains_and_refuses_strangers(tmp_path):
         (["run", "{tmp}/d"], "run `perennial deploy superlink` first"),
         (["down", "{tmp}/d"], "nothing was started there"),
         (["local", "--set", "rounds=abc", "--dir", "{tmp}/d"], "'rounds' must be an integer"),
+        (["superlink", "{tmp}/d", "--restart"], "no SuperLink to restart"),
+        (["supernodes", "{tmp}/d", "--restart"], "--restart needs --index"),
+        (["supernodes", "{tmp}/d", "--index", "0", "--restart"], "never started here"),
     ],
 )
 def test_deploy_bad_input_is_one_line(tmp_path, args, fragment):
@@ -180,3 +183,23 @@ def test_client_folders_need_one_supernode_per_folder(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "2 client folders for 1 SuperNodes" in lines[0], proc.stderr
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    """`deploy run --resume RUN_DIR`: one line for a folder that is not a run, a run that
+    finished, a simulation, a run killed before its first checkpoint."""
+    from simulations.deployment.run import resume_config
+
+    with pytest.raises(ConfigError, match="not a run directory"):
+        resume_config(tmp_path / "nothing")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text('federation-mode = "simulation"\n')
+    with pytest.raises(ConfigError, match="is a simulation"):
+        resume_config(run)
+    (run / "config.toml").write_text('federation-mode = "deployment"\n')
+    with pytest.raises(ConfigError, match="before its first checkpoint"):
+        resume_config(run)
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already finished"):
+        resume_config(run)

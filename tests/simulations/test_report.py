@@ -173,6 +173,21 @@ def test_memory_and_continual_learning_sections(tmp_path):
     assert "per-task accuracy of cl" in page
 
 
+def test_deployment_fault_events_have_their_section(two_runs, tmp_path):
+    events = [
+        {"round": 2, "event": "node-lost", "node": "0abc", "reason": "timeout"},
+        {"round": 2, "event": "round-timeout", "waiting": 1},
+        {"round": 4, "event": "resumed", "after_round": 3},
+    ]
+    run = make_run(tmp_path, "dep", [0.5, 0.6, 0.7, 0.8], summary={"fault_events": events})
+    page = write_report([run], tmp_path / "r.html").read_text()
+    assert "Deployment faults" in page
+    assert "node-lost" in page and "0abc" in page and "1 waiting" in page
+    assert "after round 3" in page
+    page = write_report(two_runs, tmp_path / "plain.html").read_text()
+    assert "Deployment faults" not in page  # no events, no section
+
+
 def test_partition_png_is_embedded_when_it_is_a_png(two_runs, tmp_path):
     cv2 = pytest.importorskip("cv2")
     ok, png = cv2.imencode(".png", np.full((20, 30, 3), 200, dtype=np.uint8))
