@@ -18,6 +18,7 @@ from learning.availability import read_availability_file
 from learning.config_personal import PERSONAL_STRATEGIES, check_personal
 from learning.config_schema import (
     ASYNC_STRATEGIES,
+    SPLIT_SCENARIOS,
     SUM_ONLY_STRATEGIES,
     FederationConfig,
     Sections,
@@ -241,7 +242,7 @@ def _check_continual(cfg: Sections) -> None:
         if cl.cl_method != "finetune":
             raise ConfigError(
                 f"cl-method {cl.cl_method!r} needs a continual scenario; add --set "
-                'scenario="class-incremental" (or "domain-incremental")'
+                'scenario="class-incremental" (or "task-incremental", "domain-incremental")'
             )
         return
     rounds = cfg.federation.rounds
@@ -253,10 +254,10 @@ def _check_continual(cfg: Sections) -> None:
         )
     if cl.cl_method == "replay" and cl.buffer_size < 1:
         raise ConfigError("cl-method 'replay' needs buffer-size >= 1; e.g. --set buffer-size=200")
-    if cl.scenario == "class-incremental" and cl.num_tasks < 2:
-        raise ConfigError("class-incremental needs num-tasks >= 2; e.g. --set num-tasks=5")
+    if cl.scenario in SPLIT_SCENARIOS and cl.num_tasks < 2:
+        raise ConfigError(f"{cl.scenario} needs num-tasks >= 2; e.g. --set num-tasks=5")
     if (
-        cl.scenario == "class-incremental"
+        cl.scenario in SPLIT_SCENARIOS
         and cl.num_tasks > 10
         and cfg.data.dataset
         in (

@@ -32,9 +32,14 @@ ATTACK_NAMES = (
     "min-max",
     "free-ride",
 )
-SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
-CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
-DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
+SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental", "task-incremental")
+# Scenarios whose tasks are class groups (task-incremental adds the task id at test time).
+SPLIT_SCENARIOS = ("class-incremental", "task-incremental")
+CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay", "fot", "target")
+DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed", "permutation")
+# Kinds drift groups cycle through (permutation came later and is not in the cycle, so
+# a run with drift-groups > 1 keeps the kinds it had).
+DRIFT_CYCLE = DRIFT_NAMES[:5]
 COLOR_NAMES = ("grey", "rgb")
 STALENESS_NAMES = ("constant", "polynomial", "hinge")
 # Strategies run by the asynchronous scheduler (server/pipeline/async_scheduler.py).
