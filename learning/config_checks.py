@@ -23,6 +23,7 @@ from learning.config_schema import (
     FederationConfig,
     Sections,
 )
+from learning.continual_checks import check_server_methods
 from learning.datasets import DATASETS
 from learning.datasets.client_folders import client_folder_count
 from learning.defence_bounds import strategy_error
@@ -174,6 +175,7 @@ def check_combinations(cfg: Sections) -> None:
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
     _check_continual(cfg)
+    check_server_methods(cfg)
     check_personal(cfg)
     if cfg.train.init_weights:
         weights_file(cfg.train.init_weights)  # shapes: when the model is built (preflight)

@@ -14,6 +14,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
+from learning.continual_checks import SERVER_METHODS, check_continual_model
 from learning.federated_data import dataset_for, partition_histograms
 from learning.models import build_model
 from learning.personal_layers import check_personal_model
@@ -99,6 +100,10 @@ def run_experiment(
         ds = dataset_for(cfg)
         model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
         check_personal_model(cfg.strategy.strategy, model, display(cfg.train.model))
+    if cfg.continual.scenario != "none" and cfg.continual.cl_method in SERVER_METHODS:
+        ds = dataset_for(cfg)
+        model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
+        check_continual_model(cfg.continual.cl_method, model, display(cfg.train.model))
     recorder = RunRecorder(run_dir)
     checkpoint = None
     if resume:
