@@ -117,8 +117,17 @@ def train_generator(
     import keras
 
     tf = _tf()
-    keras.utils.set_random_seed(int(rng.integers(0, 2**31 - 1)))
     gen = build_generator(input_shape)
+    # kernels He-normal from the run's stream (no global seed); 1-D arrays keep their
+    # deterministic defaults (zero biases and betas, unit gammas and variances)
+    gen.set_weights(
+        [
+            rng.normal(0.0, np.sqrt(2.0 / np.prod(w.shape[:-1])), w.shape).astype(np.float32)
+            if w.ndim >= 2
+            else w
+            for w in gen.get_weights()
+        ]
+    )
     probe, running = _bn_probe(teacher)
     opt = keras.optimizers.Adam(GEN_LR)
 
