@@ -41,12 +41,12 @@ def build_generator(input_shape: tuple[int, int, int]):
     return keras.Sequential(
         [
             keras.Input(shape=(LATENT,)),
-            layers.Dense((h // 4) * (w // 4) * 64),
+            layers.Dense((h // 4) * (w // 4) * 32),
             layers.BatchNormalization(),
             layers.ReLU(),
-            layers.Reshape((h // 4, w // 4, 64)),
+            layers.Reshape((h // 4, w // 4, 32)),
             layers.UpSampling2D(2),
-            layers.Conv2D(32, 3, padding="same"),
+            layers.Conv2D(16, 3, padding="same"),
             layers.BatchNormalization(),
             layers.ReLU(),
             layers.UpSampling2D(2),

@@ -22,6 +22,7 @@ from learning.plugin_objects import display
 from privacy.release import guarded
 from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
+from server.continual_methods import cost_summary
 from server.evaluation import CentralEvaluator
 from server.export import BestKeeper, write_exports
 from server.loop import run_rounds
@@ -143,6 +144,7 @@ def run_experiment(
     if task_eval is not None:
         summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
         summary.update(task_eval.summary(result.rows))
+        summary.update(cost_summary(result.rows, run_dir))
     write_exports(cfg, run_dir, result.weights, evaluator)  # before summary: "finished"
     recorder.write_summary(summary)
     plot_accuracy(

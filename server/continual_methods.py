@@ -108,7 +108,34 @@ class ContinualServer:
         out["cl_server_seconds"] = round(self.seconds, 3)
         if self.method == "fot":
             out["fot_basis_dims"] = int(sum(v.shape[1] for v in self.state.values()))
+            sides = [self.shapes[int(k)][0] + 1 for k in kernel_keys(self.shapes)]
+            out["cl_report_bytes"] = int(sum(4 * d * d for d in sides))  # one client's report
         return out
+
+
+def cost_summary(rows: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
+    """A continual run's memory and compute per method (summary.json): bytes of state a
+    client keeps (mean over clients with any, newest version), of server state and of
+    what the method adds to each train message and to an end-of-task reply, and the
+    mean client seconds per update (the median client's, averaged over rounds)."""
+    store = Path(run_dir) / "continual-state"
+    newest: dict[str, tuple[int, int]] = {}  # client -> (round, bytes) of its newest file
+    for p in store.glob("*/*.npz") if store.is_dir() else ():
+        client, _, rest = p.name.partition(".r")
+        rnd = int(rest.split(".")[0])
+        if client not in newest or rnd > newest[client][0]:
+            newest[client] = (rnd, p.stat().st_size)
+    per_client = [size for _, size in newest.values()]
+    last = rows[-1] if rows else {}
+    secs = [r["client_seconds_median"] for r in rows if r.get("client_seconds_median")]
+    return {
+        "client_state_bytes": float(np.mean(per_client)) if per_client else 0.0,
+        "server_state_bytes": float(last.get("cl_server_state_bytes", 0)),
+        "message_extra_bytes": float(last.get("cl_message_extra_bytes", 0)),
+        "report_bytes": float(last.get("cl_report_bytes", 0)),
+        "server_seconds": float(last.get("cl_server_seconds", 0.0)),
+        "client_seconds_per_update": float(np.mean(secs)) if secs else None,
+    }
 
 
 def synthetic_set(cfg: ExperimentConfig, task: int, weights: list[np.ndarray]) -> dict:
