@@ -33,6 +33,7 @@ from clients.stateful import store_for
 from learning.config import ExperimentConfig
 from learning.federated_data import task_shard
 from learning.generator import TARGET_SYNTHETIC
+from learning.personal_layers import layer_roles
 from learning.projection import FOT_BASIS, FOT_GRAM
 from learning.scenarios import client_task
 from learning.streams import Tag, generator
@@ -147,7 +148,10 @@ def continual_step(
             buffer_x=to_float_images(state["buf_x"]), buffer_y=state["buf_y"].astype(np.int64)
         )
     elif method == "ewc" and prev is not None:
-        inputs = ContinualInputs(fisher=_list(state, "fisher"), anchor=prev)
+        # the penalty is over the trainable variables (the Fisher's): a batch-norm
+        # model's moving statistics are in the weights list but not among them
+        anchor = [prev[i] for i in layer_roles(trainer.model).trainable]
+        inputs = ContinualInputs(fisher=_list(state, "fisher"), anchor=anchor)
     elif method == "lwf" and prev is not None:
         soft = trainer.soft_targets(prev, to_float_images(x), cl.lwf_temperature)
         inputs = ContinualInputs(soft_targets=soft)
