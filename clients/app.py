@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import psutil
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.attacks import fault_draw, flip_labels, is_malicious, poison_update
@@ -21,6 +21,7 @@ from clients.personal import evaluation_model, keeps_state, train_round
 from clients.pooling import is_pooled, pooled_reply
 from clients.stateful import STATEFUL
 from learning.config import ExperimentConfig, key_spec
+from learning.continual_records import KD_METHODS, SERVER_RECORDS
 from learning.errors import ConfigError
 from learning.federated_data import (
     client_shard,
@@ -132,7 +133,7 @@ def local_train_config(cfg: ExperimentConfig, server_round: int = 1) -> LocalTra
         proximal_mu=mu,
         max_steps=t.max_local_steps,
         ewc_lambda=cfg.continual.ewc_lambda if cfg.continual.cl_method == "ewc" else 0.0,
-        lwf_alpha=cfg.continual.lwf_alpha if cfg.continual.cl_method == "lwf" else 0.0,
+        lwf_alpha=cfg.continual.lwf_alpha if cfg.continual.cl_method in KD_METHODS else 0.0,
         lwf_temperature=cfg.continual.lwf_temperature,
     )
 
@@ -167,7 +168,12 @@ def train_update(
         weights = msg.content["arrays"].to_numpy_ndarrays()
     step = None
     if cfg.continual.scenario != "none":  # this round's task data (+ method inputs)
-        step = continual_step(cfg, pid, server_round, weights, trainer, virtual_time(extras))
+        received = {
+            k: msg.content[k].to_numpy_ndarrays() for k in SERVER_RECORDS if k in msg.content
+        }
+        step = continual_step(
+            cfg, pid, server_round, weights, trainer, virtual_time(extras), received
+        )
         x, y = step.x, step.y
     else:
         x, y = training_shard(cfg, pid)  # local-eval: the local train split
@@ -221,6 +227,8 @@ def train_update(
     if fault_draw(seed, server_round, pid, "nan") < faults.fault_nan_prob:
         sent = [np.full_like(w, np.nan) for w in sent]
     content = RecordDict({"arrays": ArrayRecord(sent), "metrics": metrics})
+    for key, named in (step.report(result.weights) if step else {}).items():
+        content[key] = ArrayRecord({k: Array(v) for k, v in named.items()})
     if state is not None and result.num_steps > 0:
         for key, arrays in state.finish(result.weights, result.num_steps).items():
             content[key] = ArrayRecord(arrays)

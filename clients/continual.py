@@ -11,22 +11,30 @@ is held in memory between rounds and none of it is ever put in a reply:
 - `fisher*`: EWC's diagonal Fisher, summed over past tasks, computed at the move;
 - `buf_x`, `buf_y`, `buf_seen`: the replay reservoir (raw examples stay on the client).
 
+FOT and TARGET keep nothing on the client: what they need comes from the server in the
+train message (FOT's bases, TARGET's synthetic set), and FOT's end-of-task report goes
+back with the reply (clients/fot.py).
+
 A client that skips rounds still held the data of the tasks it passed, so on its next
 round those tasks are streamed into its reservoir (and used for its Fisher) as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from clients.fot import ends_task, gram_report, projectors_from
 from clients.replay import reservoir_add
 from clients.state_store import ClientStore
 from clients.stateful import store_for
 from learning.config import ExperimentConfig
 from learning.federated_data import task_shard
+from learning.generator import TARGET_SYNTHETIC
+from learning.personal_layers import layer_roles
+from learning.projection import FOT_BASIS, FOT_GRAM
 from learning.scenarios import client_task
 from learning.streams import Tag, generator
 from learning.training import ContinualInputs, Trainer, to_float_images
@@ -44,6 +52,10 @@ class ContinualStep:
     y: np.ndarray
     inputs: ContinualInputs | None
     save: Callable[[], None] = field(repr=False)
+    # extra records for the reply, from the trained weights (FOT's end-of-task report)
+    report: Callable[[list[np.ndarray]], dict[str, dict[str, np.ndarray]]] = field(
+        default=lambda weights: {}, repr=False
+    )
 
 
 def _list(state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray] | None:
@@ -72,15 +84,32 @@ def continual_step(
     weights: list[np.ndarray],
     trainer: Trainer,
     virtual_time: float | None = None,
+    received: Mapping[str, list[np.ndarray]] | None = None,
 ) -> ContinualStep:
     """The task client `pid` is on in `server_round` (on the clock, `task-seconds` > 0:
-    at the message's `virtual_time`), its data and its method's inputs."""
+    at the message's `virtual_time`), its data and its method's inputs; `received`: the
+    extra records of the server's message (FOT's bases, TARGET's synthetic set)."""
     cl = cfg.continual
     task = client_task(cfg, pid, server_round, virtual_time)
     x, y = task_shard(cfg, pid, task)
     method = cl.cl_method
+    received = received or {}
     if method == "finetune":
         return ContinualStep(task, x, y, None, lambda: None)
+    if method == "fot":
+        proj = projectors_from(received.get(FOT_BASIS))
+        inputs = None if proj is None else ContinualInputs(projectors=proj)
+
+        def report(w: list[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+            if not ends_task(cfg, pid, server_round, task):
+                return {}
+            return {FOT_GRAM: gram_report(cfg, trainer, pid, task, w)}
+
+        return ContinualStep(task, x, y, inputs, lambda: None, report)
+    if method == "target":
+        synth = received.get(TARGET_SYNTHETIC)  # [images, the teacher's soft targets]
+        inputs = None if not synth else ContinualInputs(synth_x=synth[0], synth_soft=synth[1])
+        return ContinualStep(task, x, y, inputs, lambda: None)
     store = _store(cfg)
     old = store.load(pid, before_round=server_round)
     state = dict(old)
@@ -119,7 +148,10 @@ def continual_step(
             buffer_x=to_float_images(state["buf_x"]), buffer_y=state["buf_y"].astype(np.int64)
         )
     elif method == "ewc" and prev is not None:
-        inputs = ContinualInputs(fisher=_list(state, "fisher"), anchor=prev)
+        # the penalty is over the trainable variables (the Fisher's): a batch-norm
+        # model's moving statistics are in the weights list but not among them
+        anchor = [prev[i] for i in layer_roles(trainer.model).trainable]
+        inputs = ContinualInputs(fisher=_list(state, "fisher"), anchor=anchor)
     elif method == "lwf" and prev is not None:
         soft = trainer.soft_targets(prev, to_float_images(x), cl.lwf_temperature)
         inputs = ContinualInputs(soft_targets=soft)

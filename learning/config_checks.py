@@ -18,10 +18,12 @@ from learning.availability import read_availability_file
 from learning.config_personal import PERSONAL_STRATEGIES, check_personal
 from learning.config_schema import (
     ASYNC_STRATEGIES,
+    SPLIT_SCENARIOS,
     SUM_ONLY_STRATEGIES,
     FederationConfig,
     Sections,
 )
+from learning.continual_checks import check_server_methods
 from learning.datasets import DATASETS
 from learning.datasets.client_folders import client_folder_count
 from learning.defence_bounds import strategy_error
@@ -174,6 +176,7 @@ def check_combinations(cfg: Sections) -> None:
             f"dataset {cfg.data.dataset!r} needs data-path; add --set data-path=/path/to/data"
         )
     _check_continual(cfg)
+    check_server_methods(cfg)
     check_personal(cfg)
     check_late_joiners(cfg)
     if cfg.train.init_weights:
@@ -243,7 +246,7 @@ def _check_continual(cfg: Sections) -> None:
         if cl.cl_method != "finetune":
             raise ConfigError(
                 f"cl-method {cl.cl_method!r} needs a continual scenario; add --set "
-                'scenario="class-incremental" (or "domain-incremental")'
+                'scenario="class-incremental" (or "task-incremental", "domain-incremental")'
             )
         return
     rounds = cfg.federation.rounds
@@ -255,10 +258,10 @@ def _check_continual(cfg: Sections) -> None:
         )
     if cl.cl_method == "replay" and cl.buffer_size < 1:
         raise ConfigError("cl-method 'replay' needs buffer-size >= 1; e.g. --set buffer-size=200")
-    if cl.scenario == "class-incremental" and cl.num_tasks < 2:
-        raise ConfigError("class-incremental needs num-tasks >= 2; e.g. --set num-tasks=5")
+    if cl.scenario in SPLIT_SCENARIOS and cl.num_tasks < 2:
+        raise ConfigError(f"{cl.scenario} needs num-tasks >= 2; e.g. --set num-tasks=5")
     if (
-        cl.scenario == "class-incremental"
+        cl.scenario in SPLIT_SCENARIOS
         and cl.num_tasks > 10
         and cfg.data.dataset
         in (

@@ -33,9 +33,14 @@ ATTACK_NAMES = (
     "min-max",
     "free-ride",
 )
-SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental")
-CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay")
-DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed")
+SCENARIO_NAMES = ("none", "class-incremental", "domain-incremental", "task-incremental")
+# Scenarios whose tasks are class groups (task-incremental adds the task id at test time).
+SPLIT_SCENARIOS = ("class-incremental", "task-incremental")
+CL_METHOD_NAMES = ("finetune", "ewc", "lwf", "replay", "fot", "target")
+DRIFT_NAMES = ("rotation", "blur", "noise", "contrast", "mixed", "permutation")
+# Kinds drift groups cycle through (permutation came later and is not in the cycle, so
+# a run with drift-groups > 1 keeps the kinds it had).
+DRIFT_CYCLE = DRIFT_NAMES[:5]
 COLOR_NAMES = ("grey", "rgb")
 STALENESS_NAMES = ("constant", "polynomial", "hinge")
 # Strategies run by the asynchronous scheduler (server/pipeline/async_scheduler.py).
@@ -253,12 +258,18 @@ class ContinualConfig:
     drift_groups: int = _k(1, "client groups with different drift kinds (pid % groups)", min=1)
     cl_method: str = _k("finetune", "client continual-learning method", choices=CL_METHOD_NAMES)
     ewc_lambda: float = _k(1000.0, "EWC penalty weight", min=0.0)
-    lwf_alpha: float = _k(1.0, "LwF distillation weight", min=0.0)
-    lwf_temperature: float = _k(2.0, "LwF distillation temperature", gt=0.0)
+    lwf_alpha: float = _k(1.0, "distillation weight (LwF, TARGET)", min=0.0)
+    lwf_temperature: float = _k(2.0, "distillation temperature (LwF, TARGET)", gt=0.0)
     buffer_size: int = _k(200, "replay: examples kept per client (reservoir)", min=0)
     task_seconds: float = _k(
         0.0, "virtual seconds each task lasts (0 = tasks change by rounds-per-task)", min=0.0
     )
+    fot_energy: float = _k(
+        0.95, "FOT: share of each old task's input energy the basis keeps", gt=0.0, lt=1.0
+    )
+    fot_examples: int = _k(200, "FOT: examples a client's activation statistics use", min=1)
+    target_samples: int = _k(256, "TARGET: synthetic images the server ships each round", min=1)
+    target_steps: int = _k(200, "TARGET: server generator training steps per task", min=1)
 
 
 SECTIONS = {
@@ -286,6 +297,7 @@ CLOCK_KEYS = frozenset(
     + ["fedasync-alpha", "staleness", "staleness-exponent", "staleness-hinge", "fedbuff-k"]
     + ["task-seconds", "init-weights", *PERSONAL_KEYS]  # and issue 17's [personal]
     + list(DEPLOY_KEYS)  # and issue 20's [deploy]
+    + ["fot-energy", "fot-examples", "target-samples", "target-steps"]  # issue 19
 )
 
 

@@ -1,5 +1,8 @@
 """Domain drift made with OpenCV: rotation, Gaussian blur, Gaussian noise, contrast/brightness.
 
+`permutation` (Permuted-MNIST, Goodfellow et al. 2013) is not a level but one fixed
+pixel permutation per task: see `permute_pixels` and learning/federated_data.py.
+
 A drift is a (kind, level) pair; `level` in [0, 1] scales each kind to its strongest form
 (180 degrees, blur sigma 2.5, noise std 0.4 of the range, contrast 0.3 and brightness +70).
 Transforms take uint8 images (N, H, W, C) and an explicit Generator (noise is the only
@@ -55,6 +58,14 @@ def noise(x: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
 def contrast(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """Pixel values scaled by `alpha` and shifted by `beta` (cv2.convertScaleAbs), saturated."""
     return _per_image(x, lambda img: cv2.convertScaleAbs(img, alpha=float(alpha), beta=float(beta)))
+
+
+def permute_pixels(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Permuted-MNIST style drift: every image's pixels (all channels of a pixel move
+    together) reordered by one fixed permutation `perm` of the H*W positions."""
+    n, h, w = x.shape[:3]
+    flat = x.reshape(n, h * w, -1)
+    return np.ascontiguousarray(flat[:, perm]).reshape(x.shape)
 
 
 def apply_drift(x: np.ndarray, kind: str, level: float, rng: np.random.Generator) -> np.ndarray:

@@ -106,17 +106,31 @@ def _task_partitions(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, ...]
     return tuple(task_partition(cfg, ds.y_train, task, ds.num_classes, ds.owners))
 
 
+def _drifted(
+    cfg: ExperimentConfig, x: np.ndarray, kind: str, task: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`x` as task `task` shows it: a drift level, or (permutation) the task's fixed pixel
+    order, the same for every client and the test set (task 0: the identity)."""
+    from learning.drift import apply_drift, permute_pixels
+
+    if kind != "permutation":
+        return apply_drift(x, kind, drift_level(cfg, task), rng)
+    if task == 0:
+        return x.copy()
+    size = int(np.prod(x.shape[1:3]))
+    perm = generator(cfg.federation.seed, Tag.PIXEL_PERMUTATION, task).permutation(size)
+    return permute_pixels(x, perm)
+
+
 @lru_cache(maxsize=256)
 def _task_shard(cfg: ExperimentConfig, pid: int, task: int) -> tuple[np.ndarray, np.ndarray]:
-    from learning.drift import apply_drift
-
     ds = dataset_for(cfg)
     idx = _task_partitions(cfg, task)[pid]
     x, y = ds.x_train[idx], ds.y_train[idx]
     if cfg.continual.scenario == "domain-incremental":
         kind = drift_kind(cfg, pid % cfg.continual.drift_groups)
         rng = generator(cfg.federation.seed, Tag.TASK_SHARD, task, pid)
-        x = apply_drift(x, kind, drift_level(cfg, task), rng)
+        x = _drifted(cfg, x, kind, task, rng)
     x.setflags(write=False)
     return x, y
 
@@ -133,8 +147,6 @@ def task_shard(
 
 @lru_cache(maxsize=16)
 def _task_test(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray]:
-    from learning.drift import apply_drift
-
     ds = dataset_for(cfg)
     idx = task_test_examples(cfg, ds.y_test, task, ds.num_classes)
     x, y = ds.x_test[idx], ds.y_test[idx]
@@ -144,7 +156,7 @@ def _task_test(cfg: ExperimentConfig, task: int) -> tuple[np.ndarray, np.ndarray
         for g in range(groups):  # test example i is shown as drift group i % groups sees it
             rows = np.arange(g, len(x), groups)
             rng = generator(cfg.federation.seed, Tag.TASK_GROUP, task, g)
-            x[rows] = apply_drift(x[rows], drift_kind(cfg, g), drift_level(cfg, task), rng)
+            x[rows] = _drifted(cfg, x[rows], drift_kind(cfg, g), task, rng)
     x.setflags(write=False)
     return x, y
 

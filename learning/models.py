@@ -122,12 +122,34 @@ def build_cnn_bn(input_shape: tuple[int, int, int], num_classes: int):
     )
 
 
+def build_mlp_bn(input_shape: tuple[int, int, int], num_classes: int):
+    """The 2NN `mlp` with batch norm after each hidden layer: a batch-norm model small
+    enough for 2 CPU cores, for TARGET's generator (it matches BN statistics)."""
+    keras = _keras()
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Flatten(),
+            layers.Dense(200, use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.Dense(200, use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="mlp_bn",
+    )
+
+
 MODELS: dict[str, Callable] = {
     "cnn": build_cnn,
     "lenet": build_lenet,
     "mlp": build_mlp,
     "small-cnn": build_small_cnn,
     "cnn-bn": build_cnn_bn,
+    "mlp-bn": build_mlp_bn,
 }
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from learning.config import DRIFT_NAMES, ExperimentConfig, rounds_per_task
+from learning.config import ExperimentConfig, rounds_per_task
+from learning.config_schema import DRIFT_CYCLE, SPLIT_SCENARIOS
 from learning.partition import partition_as_configured
 from learning.streams import Tag, generator
 
@@ -112,7 +113,9 @@ def drift_kind(cfg: ExperimentConfig, group: int) -> str:
     cl = cfg.continual
     if cl.drift_groups <= 1:
         return cl.drift
-    kinds = list(DRIFT_NAMES)
+    kinds = list(DRIFT_CYCLE)
+    if cl.drift not in kinds:  # permutation: every group permutes
+        return cl.drift
     return kinds[(kinds.index(cl.drift) + group) % len(kinds)]
 
 
@@ -134,7 +137,7 @@ def task_examples(
     every task), so the tasks' examples are disjoint.
     """
     cl = cfg.continual
-    if cl.scenario == "class-incremental":
+    if cl.scenario in SPLIT_SCENARIOS:
         groups = class_groups(num_classes, cl.num_tasks)
         return np.flatnonzero(np.isin(labels, groups[task])).astype(np.int64)
     order = generator(cfg.federation.seed, Tag.TASK_ORDER).permutation(len(labels))
@@ -144,8 +147,8 @@ def task_examples(
 def task_test_examples(
     cfg: ExperimentConfig, labels: np.ndarray, task: int, num_classes: int
 ) -> np.ndarray:
-    """Test indices of `task`: its classes (class-incremental) or all (domain-incremental)."""
-    if cfg.continual.scenario == "class-incremental":
+    """Test indices of `task`: its classes (class-/task-incremental) or all (domain-incremental)."""
+    if cfg.continual.scenario in SPLIT_SCENARIOS:
         return task_examples(cfg, labels, task, num_classes)
     return np.arange(len(labels), dtype=np.int64)
 

@@ -63,6 +63,9 @@ class Tag(IntEnum):
     LOCAL_EVAL_SAMPLE = 42  # the training clients a local evaluation asks (fields: round)
     PERSONAL_TRAIN = 43  # a personal model's or head's shuffling (fields: round, client)
     NEW_CLIENT_TRAIN = 44  # personalising at evaluation, no state kept (fields: round, client)
+    PIXEL_PERMUTATION = 45  # permuted stream: task's pixel order (fields: task)
+    GENERATOR_TRAIN = 46  # TARGET: server's generator latents and labels (fields: task)
+    FOT_PICK = 47  # FOT: examples a client's activation statistics use (fields: task, client)
 
 
 ARITY = {
@@ -97,6 +100,9 @@ ARITY = {
     Tag.LOCAL_EVAL_SAMPLE: 1,
     Tag.PERSONAL_TRAIN: 2,
     Tag.NEW_CLIENT_TRAIN: 2,
+    Tag.PIXEL_PERMUTATION: 1,
+    Tag.GENERATOR_TRAIN: 1,
+    Tag.FOT_PICK: 2,
 }
 
 

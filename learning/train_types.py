@@ -40,6 +40,8 @@ class StepMode(NamedTuple):
     lwf: bool = False
     replay: bool = False
     masked: bool = False  # some variables frozen (FedRep's head-then-body phases)
+    project: bool = False  # FOT: gradients projected off the old tasks' input subspaces
+    synth: bool = False  # TARGET: distillation on the server's synthetic images
 
 
 @dataclass
@@ -50,6 +52,9 @@ class ContinualInputs:
     soft_targets: LwF's (N, classes) tempered outputs of the previous model on x.
     buffer_x/buffer_y: replay examples (float32 images, int64 labels), mixed into
     every batch as as many extra examples as the batch holds.
+    projectors: FOT's P = I - B B^T per dense layer, (d+1, d+1) each.
+    synth_x/synth_soft: TARGET's synthetic images (float32) and the previous global
+    model's tempered outputs on them, a batch-sized draw distilled every step.
     """
 
     fisher: list[np.ndarray] | None = None
@@ -57,6 +62,9 @@ class ContinualInputs:
     soft_targets: np.ndarray | None = None
     buffer_x: np.ndarray | None = None
     buffer_y: np.ndarray | None = None
+    projectors: list[np.ndarray] | None = None
+    synth_x: np.ndarray | None = None
+    synth_soft: np.ndarray | None = None
 
 
 @dataclass

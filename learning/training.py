@@ -7,9 +7,10 @@ variable batch size, so a client update is: set weights, run the steps, read wei
 The optimiser is written out in the step (SGD with momentum, or Adam) so that its
 state can be zeroed per client without retracing, and so that FedProx's proximal
 term and SCAFFOLD's control-variate correction are two extra tensors, not new code.
-Continual learning adds three more terms the same way: EWC's Fisher-weighted pull
-towards an anchor (variables), LwF's distillation towards precomputed soft targets and
-replay's extra examples (both arguments of the compiled epoch, gathered per batch).
+Continual learning adds more terms the same way: EWC's Fisher-weighted pull towards an
+anchor (variables), LwF's distillation towards precomputed soft targets, replay's extra
+examples and TARGET's synthetic images with their soft targets (arguments of the
+compiled epoch, gathered per batch), FOT's gradient projection (projector variables).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from learning.models import build_model
 from learning.plugin_settings import PluginSettings
 from learning.plugins import reads_settings
+from learning.projection_tf import Projectors
 from learning.train_types import ContinualInputs, LocalTrainConfig, StepMode, TrainResult
 
 _TRAINERS: dict[tuple, Trainer] = {}
@@ -69,6 +71,7 @@ class Trainer:
         self._no_y = np.zeros((0,), np.int64)
         self._no_idx = np.zeros((0,), np.int32)
         self._fisher_fn = None
+        self._proj: Projectors | None = None  # FOT's projectors, made on first use
         self._steps: dict[StepMode, object] = {}
         self._predict = tf.function(
             lambda x: self.model(x, training=False),
@@ -104,9 +107,9 @@ class Trainer:
                     extra = ()
                     if mode.lwf:
                         extra += (tf.gather(soft, idx),)
-                    if mode.replay:
+                    if mode.replay or mode.synth:  # TARGET: synthetic images, soft targets
                         r = ridx[b * batch_size : (b + 1) * batch_size]
-                        extra += (tf.gather(bx, r), tf.gather(by, r))
+                        extra += (tf.gather(bx, r), tf.gather(soft if mode.synth else by, r))
                     loss, h = self._step(tf.gather(x, idx), tf.gather(y, idx), mode, *extra)
                     loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
                     hits += h
@@ -118,25 +121,30 @@ class Trainer:
     # The Python body runs only while tracing (once per mode and process).
     def _step(self, x, y, mode: StepMode, *extra):
         tf = self.tf
-        prox, corr, decay, momentum, adam, ewc, lwf, replay, masked = mode
+        prox, corr, decay, momentum, adam, ewc, lwf, replay, masked, project, synth = mode
         self.trace_count += 1
-        soft = extra[0] if lwf else None
+        soft = extra[0] if lwf else (extra[-1] if synth else None)
         n_cur = tf.shape(x)[0]
+        y_all = y
         if replay:  # the batch plus as many buffer examples; one loss over both
             x = tf.concat([x, extra[-2]], axis=0)
             y_all = tf.concat([y, extra[-1]], axis=0)
-        else:
-            y_all = y
+        elif synth:  # TARGET: synthetic images, distilled only (no labels)
+            x = tf.concat([x, extra[-2]], axis=0)
         with tf.GradientTape() as tape:
             probs_all = self.model(x, training=True)
-            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y_all, probs_all))
             probs = probs_all[:n_cur]
-            if lwf:
+            fit = probs if synth else probs_all
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y_all, fit))
+            if lwf or synth:
                 # The model ends in softmax, so log p are logits up to a constant.
-                log_s = tf.nn.log_softmax(tf.math.log(probs + 1e-7) / self._lwf_t, axis=1)
+                p_kd = probs_all[n_cur:] if synth else probs
+                log_s = tf.nn.log_softmax(tf.math.log(p_kd + 1e-7) / self._lwf_t, axis=1)
                 distill = -tf.reduce_mean(tf.reduce_sum(soft * log_s, axis=1))
                 loss = loss + self._lwf_alpha * tf.square(self._lwf_t) * distill
         grads = tape.gradient(loss, self._vars)
+        if project:  # FOT: the update orthogonal to the old tasks' input subspaces
+            grads = self._proj.apply(grads)
         if adam:
             self._t.assign_add(1.0)
         for i, (w, g) in enumerate(zip(self._vars, grads, strict=True)):
@@ -197,6 +205,7 @@ class Trainer:
         ewc = c.fisher is not None and cfg.ewc_lambda > 0
         lwf = c.soft_targets is not None and cfg.lwf_alpha > 0
         replay = c.buffer_y is not None and len(c.buffer_y) > 0
+        synth = c.synth_x is not None and len(c.synth_x) > 0 and cfg.lwf_alpha > 0
         mode = StepMode(
             proximal=cfg.proximal_mu > 0,
             correction=correction is not None,
@@ -207,7 +216,13 @@ class Trainer:
             lwf=lwf,
             replay=replay,
             masked=frozen is not None,
+            project=c.projectors is not None,
+            synth=synth,
         )
+        if mode.project:
+            if self._proj is None:
+                self._proj = Projectors(self.tf, [tuple(v.shape) for v in self._vars])
+            self._proj.assign(c.projectors)
         if frozen is not None:
             for m, f in zip(self._mask, frozen, strict=True):
                 m.assign(0.0 if f else 1.0)
@@ -223,6 +238,8 @@ class Trainer:
         soft = c.soft_targets.astype(np.float32) if lwf else self._no_soft
         bx = c.buffer_x.astype(np.float32) if replay else self._no_x
         by = c.buffer_y.astype(np.int64) if replay else self._no_y
+        if synth:
+            soft, bx = c.synth_soft.astype(np.float32), c.synth_x.astype(np.float32)
         if mode.proximal:
             for a, w in zip(self._anchor, self._vars, strict=True):
                 a.assign(w)
@@ -248,9 +265,9 @@ class Trainer:
                 break
             order = rng.permutation(n).astype(np.int32)
             picks = self._no_idx
-            if replay:
+            if replay or synth:
                 batches = min(-(-n // bs), budget)
-                picks = rng.integers(0, len(by), size=batches * bs).astype(np.int32)
+                picks = rng.integers(0, len(bx), size=batches * bs).astype(np.int32)
             ls, h, nb = epoch(xt, yt, order, np.int32(bs), np.int32(budget), soft, bx, by, picks)
             steps += int(nb)
             loss_sum += float(ls)
@@ -282,28 +299,10 @@ class Trainer:
     def fisher_diagonal(
         self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray
     ) -> list[np.ndarray]:
-        """Empirical diagonal Fisher of `weights` on (x, y): the mean over examples of the
-        squared gradient of -log p(y|x), one example at a time (EWC, Kirkpatrick et al. 2017).
-        Traced once per process; the caller bounds len(x)."""
-        tf = self.tf
-        if self._fisher_fn is None:
+        """EWC's empirical diagonal Fisher of `weights` on (x, y) (learning/fisher.py)."""
+        from learning.fisher import fisher_diagonal
 
-            def fisher(xs, ys):
-                acc = [tf.zeros_like(v) for v in self._vars]
-                n = tf.shape(xs)[0]
-                for i in tf.range(n):
-                    with tf.GradientTape() as tape:
-                        p = self.model(xs[i : i + 1], training=False)
-                        nll = -tf.math.log(tf.gather(p[0], ys[i]) + 1e-7)
-                    g = tape.gradient(nll, self._vars)
-                    acc = [a + tf.square(gi) for a, gi in zip(acc, g, strict=True)]
-                return [a / tf.cast(tf.maximum(n, 1), tf.float32) for a in acc]
-
-            self._fisher_fn = tf.function(fisher, input_signature=self._spec)
-        self.set_weights(weights)
-        if len(y) == 0:
-            return [np.zeros_like(np.asarray(v)) for v in self._vars]
-        return [np.asarray(f) for f in self._fisher_fn(x.astype(np.float32), y.astype(np.int64))]
+        return fisher_diagonal(self, weights, x, y)
 
     def evaluate(
         self, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch_size: int = 1000

@@ -2,7 +2,9 @@
 
 A reply may hold the ArrayRecord `arrays` with exactly the array names, shapes and
 dtypes of the global model it received, the extra ArrayRecords its strategy's protocol
-declares (SCAFFOLD's control-variate delta), and one MetricRecord of at most
+declares (SCAFFOLD's control-variate delta), under cl-method "fot" the record
+`fot-gram` (per dense kernel of the received model, keyed like it, one float32 matrix
+of side inputs + 1: a size fixed by the model, never by the data), and one MetricRecord of at most
 `MAX_METRICS` known scalar metrics. Checking an Array's `shape`/`dtype` fields is not
 enough: they are metadata next to the payload, so an Array can claim (10,) float32 and
 carry 25 kB of anything. Each array is therefore deserialised (`allow_pickle=False`),
@@ -28,6 +30,8 @@ from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, 
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore.differential_privacy import KEY_NORM_BIT
 
+from learning.continual_records import CLIENT_RECORDS
+from learning.projection import gram_side, kernel_keys
 from strategies.pooling import (
     CHUNK,
     CLIENT_METRICS,
@@ -141,14 +145,28 @@ def _checked_metrics(record: MetricRecord, allowed: frozenset = ALLOWED_METRICS)
     return MetricRecord(out)
 
 
-def checked_content(received: ArrayRecord, reply: Message, strategy: str) -> RecordDict:
+def gram_shapes(received: ArrayRecord) -> dict[str, tuple[tuple, np.dtype]]:
+    """What FOT's `fot-gram` may hold: per dense kernel key of the received model, one
+    float32 (d+1, d+1) matrix (learning/projection.py)."""
+    shapes = [tuple(a.shape) for a in received.values()]
+    names = list(received.keys())
+    side = {str(i): gram_side(s) for i, s in enumerate(shapes)}
+    return {names[int(k)]: ((side[k], side[k]), np.dtype(np.float32)) for k in kernel_keys(shapes)}
+
+
+def checked_content(
+    received: ArrayRecord, reply: Message, strategy: str, cl_method: str = ""
+) -> RecordDict:
     """The reply's content rebuilt from checked values; ReplyRefused if anything else."""
     want = {k: (tuple(a.shape), np.dtype(a.dtype)) for k, a in received.items()}
     allowed = {"arrays", *DECLARED_EXTRAS.get(strategy, ())}
+    continual = set(CLIENT_RECORDS.get(cl_method, ()))
     content = RecordDict()
     metrics = 0
     for key, record in reply.content.items():
-        if isinstance(record, ArrayRecord) and key in allowed:
+        if isinstance(record, ArrayRecord) and key in continual:
+            content[key] = _checked_arrays(record, gram_shapes(received))
+        elif isinstance(record, ArrayRecord) and key in allowed:
             content[key] = _checked_arrays(record, want)
         elif isinstance(record, MetricRecord) and key == "metrics":
             metrics += 1
@@ -231,7 +249,8 @@ def weights_only_mod(msg: Message, context: Context, call_next: ClientAppCallabl
     if "partition-ids" in config:
         content = checked_pooled_content(msg.content["arrays"], reply, config)
     else:
-        content = checked_content(msg.content["arrays"], reply, str(config.get("strategy", "")))
+        strategy, method = str(config.get("strategy", "")), str(config.get("cl-method", ""))
+        content = checked_content(msg.content["arrays"], reply, strategy, method)
     return Message(content=content, reply_to=msg)
 
 

@@ -14,6 +14,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from learning.config import ExperimentConfig
+from learning.continual_checks import SERVER_METHODS, check_continual_model
 from learning.federated_data import dataset_for, partition_histograms
 from learning.models import build_model
 from learning.personal_layers import check_personal_model
@@ -21,6 +22,7 @@ from learning.plugin_objects import display
 from privacy.release import guarded
 from server.checkpoint import load_checkpoint
 from server.continual import TaskEvaluator
+from server.continual_methods import cost_summary
 from server.evaluation import CentralEvaluator
 from server.export import BestKeeper, write_exports
 from server.loop import run_rounds
@@ -106,6 +108,10 @@ def run_experiment(
         ds = dataset_for(cfg)
         model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
         check_personal_model(cfg.strategy.strategy, model, display(cfg.train.model))
+    if cfg.continual.scenario != "none" and cfg.continual.cl_method in SERVER_METHODS:
+        ds = dataset_for(cfg)
+        model = build_model(cfg.train.model, ds.input_shape, ds.num_classes, cfg.plugin)
+        check_continual_model(cfg.continual.cl_method, model, display(cfg.train.model))
     recorder = RunRecorder(run_dir)
     checkpoint = None
     if resume:
@@ -145,6 +151,7 @@ def run_experiment(
     if task_eval is not None:
         summary.update(scenario=cfg.continual.scenario, cl_method=cfg.continual.cl_method)
         summary.update(task_eval.summary(result.rows))
+        summary.update(cost_summary(result.rows, run_dir))
     write_exports(cfg, run_dir, result.weights, evaluator)  # before summary: "finished"
     recorder.write_summary(summary)
     plot_accuracy(

@@ -9,6 +9,11 @@ On the virtual clock (`task-seconds` > 0) the boundaries fall at virtual times k
 round (async: server step) during which the clock crosses one is evaluated, its row
 carries `tasks_ended` (the tasks that ended in it), and the summary reads the matrix at
 those rounds. The rows are checkpointed, so a resumed run knows where they fell.
+
+Task-incremental runs score each task with its own head (the softmax restricted to the
+task's classes, learning/task_heads.py). Task- and domain-incremental runs also test the
+next task at each task's end (`next_task_accuracy`, the cell a[i][i+1]) and the initial,
+untrained model on every task, which is what forward transfer (FWT) needs.
 """
 
 from __future__ import annotations
@@ -20,8 +25,19 @@ import numpy as np
 from learning.config import ExperimentConfig
 from learning.continual_metrics import continual_summary
 from learning.federated_data import dataset_for, task_test_set
-from learning.scenarios import boundaries_crossed, on_clock, server_task, task_end_rounds
+from learning.scenarios import (
+    boundaries_crossed,
+    class_groups,
+    on_clock,
+    server_task,
+    task_end_rounds,
+)
+from learning.task_heads import task_head_accuracy
 from learning.training import get_trainer, to_float_images
+from learning.warm_start import initial_weights
+
+# Scenarios where a task can be scored before it is trained on (FWT is meaningful).
+FWT_SCENARIOS = ("task-incremental", "domain-incremental")
 
 
 class TaskEvaluator:
@@ -35,12 +51,27 @@ class TaskEvaluator:
         self.ends = task_end_rounds(cfg)
         self.timed = on_clock(cfg)
         self.span: tuple[int, float, float] | None = None  # (round, start, end), on the clock
+        self.num_classes = ds.num_classes
+        self.input_shape = ds.input_shape
 
     def _test(self, task: int) -> tuple[np.ndarray, np.ndarray]:
         if task not in self.tests:
             x, y = task_test_set(self.cfg, task)
             self.tests[task] = (to_float_images(x), y)
         return self.tests[task]
+
+    @property
+    def fwt(self) -> bool:
+        """Whether FWT is meaningful here (not class-incremental's one shared head)."""
+        return self.cfg.continual.scenario in FWT_SCENARIOS
+
+    def accuracy(self, weights: list[np.ndarray], task: int) -> float:
+        """Accuracy on `task`'s test set (task-incremental: with the task's own head)."""
+        x, y = self._test(task)
+        if self.cfg.continual.scenario != "task-incremental":
+            return float(self.trainer.evaluate(weights, x, y)[1])
+        classes = class_groups(self.num_classes, self.cfg.continual.num_tasks)[task]
+        return task_head_accuracy(self.trainer.predict(weights, x), y, classes)
 
     def at_span(self, server_round: int, start: float, end: float) -> None:
         """The round's virtual (start, end]; told before `must_evaluate` each round."""
@@ -67,11 +98,12 @@ class TaskEvaluator:
         on the clock also `tasks_ended` where boundaries fell in this round."""
         start = self._span(server_round)[0] if self.timed else None
         current = server_task(self.cfg, server_round, start)
-        accs = {}
-        for j in range(current + 1):
-            x, y = self._test(j)
-            accs[str(j)] = float(self.trainer.evaluate(weights, x, y)[1])
+        accs = {str(j): self.accuracy(weights, j) for j in range(current + 1)}
         out: dict[str, Any] = {"task": current, "task_accuracy": accs}
+        last = self.cfg.continual.num_tasks - 1
+        upcoming = [i + 1 for i in self.ended(server_round) if i < last] if self.fwt else []
+        if upcoming:  # a[i][i+1]: the next task before training on it (FWT)
+            out["next_task_accuracy"] = {str(j): self.accuracy(weights, j) for j in upcoming}
         out.update({f"acc_task_{j}": a for j, a in accs.items()})
         out["seen_accuracy"] = float(np.mean(list(accs.values())))
         if self.timed and (ended := self.ended(server_round)):
@@ -94,5 +126,19 @@ class TaskEvaluator:
             ends[int(last["task"])] = int(last["round"])
         return ends
 
+    def random_accuracy(self) -> list[float]:
+        """b[j]: the initial (untrained) global model on every task, for FWT."""
+        c = self.cfg
+        init = initial_weights(
+            c.train.model,
+            self.input_shape,
+            self.num_classes,
+            c.federation.seed,
+            c.train.init_weights,
+            c.plugin,
+        )
+        return [self.accuracy(init, j) for j in range(c.continual.num_tasks)]
+
     def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return continual_summary(rows, self.end_rounds(rows), self.cfg.continual.num_tasks)
+        b = self.random_accuracy() if self.fwt else None
+        return continual_summary(rows, self.end_rounds(rows), self.cfg.continual.num_tasks, b)

@@ -18,3 +18,17 @@ def addressed_copy(template: Message, dst_node_id: int, **config: Any) -> Messag
     return Message(
         content=content, dst_node_id=dst_node_id, message_type=template.metadata.message_type
     )
+
+
+def with_records(template: Message, records: dict) -> Message:
+    """`template` with extra records added (e.g. FOT's basis); its own are reused."""
+    content = RecordDict()
+    for key, record in template.content.items():
+        content[key] = record
+    for key, record in records.items():
+        content[key] = record
+    return Message(
+        content=content,
+        dst_node_id=template.metadata.dst_node_id,
+        message_type=template.metadata.message_type,
+    )

@@ -41,7 +41,7 @@ from learning.errors import ConfigError
 from learning.plugin_objects import is_pickled, object_name
 from learning.plugins import FORMS, is_keras_file, is_plugin
 from server.run_dir import read_metrics
-from simulations.bench_tables import CONTINUAL_KEYS, PERSONAL_KEYS
+from simulations.bench_tables import CONTINUAL_COST_KEYS, CONTINUAL_KEYS, PERSONAL_KEYS
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,8 @@ def summarise_grid(grid: Grid, out: Path) -> list[dict[str, Any]]:
         finals, bests, reach, sent, recv, wall, eps, pld = [], [], [], [], [], [], [], []
         hours: list[float] = []
         total: list[float] = []
-        cl: dict[str, list[float]] = {k: [] for k in (*CONTINUAL_KEYS, *PERSONAL_KEYS)}
+        keys = (*CONTINUAL_KEYS, *CONTINUAL_COST_KEYS, *PERSONAL_KEYS)
+        cl: dict[str, list[float]] = {k: [] for k in keys}
         seeds_done = 0
         for cell in cells:
             cell_dir = out / "cells" / cell.label

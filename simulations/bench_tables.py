@@ -11,6 +11,17 @@ from typing import Any
 from server.run_dir import write_atomic
 
 CONTINUAL_KEYS = ("average_accuracy", "forgetting", "bwt")
+# Continual runs also have FWT (None for class-incremental) and what each method costs
+# (server/continual_methods.cost_summary): results.csv has `<key>_mean` and `<key>_std`.
+CONTINUAL_COST_KEYS = (
+    "fwt",
+    "client_state_bytes",
+    "server_state_bytes",
+    "message_extra_bytes",
+    "report_bytes",
+    "server_seconds",
+    "client_seconds_per_update",
+)
 # local-eval runs (docs/personalised.md): results.csv columns of the same names (means
 # over seeds) and `<key>_std`
 PERSONAL_KEYS = (
@@ -95,12 +106,20 @@ def _continual_lines(rows: list[dict[str, Any]]) -> list[str]:
     """A continual group's table: ranked by average accuracy, with forgetting and BWT."""
     rows = sorted(rows, key=lambda r: -(r.get("average_accuracy_mean") or -1))
     lines = [
-        "| rank | variant | average acc % | forgetting (points) | BWT (points) | wall s | seeds |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| rank | variant | average acc % | forgetting (points) | BWT (points) | FWT (points) "
+        "| client state KB | server state KB | extra KB / message | client s / update "
+        "| wall s | seeds |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rank, r in enumerate(rows, start=1):
         wall = "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}"
-        cells = [_pct(r.get(f"{k}_mean"), r.get(f"{k}_std")) for k in CONTINUAL_KEYS]
+        keys = (*CONTINUAL_KEYS, "fwt")
+        cells = [_pct(r.get(f"{k}_mean"), r.get(f"{k}_std")) for k in keys]
+        for key in ("client_state_bytes", "server_state_bytes", "message_extra_bytes"):
+            v = r.get(f"{key}_mean")
+            cells.append("-" if v is None else f"{v / 1e3:.1f}")
+        secs = r.get("client_seconds_per_update_mean")
+        cells.append("-" if secs is None else f"{secs:.3f}")
         lines.append(f"| {rank} | {r['variant']} | {' | '.join(cells)} | {wall} | {r['seeds']} |")
     return lines + [""]
 

@@ -59,6 +59,14 @@ def preflight(cfg: ExperimentConfig, seen: set[tuple] | None = None) -> None:
 
         model = build_model(t.model, ds.input_shape, ds.num_classes, plugin)
         check_personal_model(cfg.strategy.strategy, model, display(t.model))
+    method = cfg.continual.cl_method
+    if cfg.continual.scenario != "none" and method in ("fot", "target"):
+        if first("continual-model", method, t.model, shape, plugin):
+            from learning.continual_checks import check_continual_model
+            from learning.models import build_model
+
+            model = build_model(t.model, ds.input_shape, ds.num_classes, plugin)
+            check_continual_model(method, model, display(t.model))
     unseeded = dataclasses.replace(fed, seed=0)  # the DP plan does not depend on the seed
     if cfg.privacy.dp == "central" and first("dp", cfg.privacy, unseeded, t.model, shape, plugin):
         from privacy.accounting import check_central_dp, check_secagg_clipping

@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from server.messages import addressed_copy
+from server.messages import addressed_copy, with_records
 
 # (the strategy's messages, sampled clients, round, first slot) -> one message per client
 Address = Callable[[list[Message], list[int], int, int], list[Message]]
@@ -87,8 +87,12 @@ class Dispatcher:
         base: Mapping[str, Any],
         address: Address,
         clock: Any = None,
+        records: Callable[[], dict] | None = None,
     ) -> None:
         self.strategy, self.grid, self.address = strategy, grid, address
+        # FOT / TARGET: records the server adds to every train message (its basis or
+        # synthetic set, server/continual_methods.py); None leaves messages as they were.
+        self.records = records
         self.base = dict(base)  # client_config(cfg.to_flat()): no server-only keys
         # Continual scenarios on the clock (`task-seconds` > 0): every message carries
         # the virtual time it is sent at (`virtual-time`, not secret), from which the
@@ -104,4 +108,6 @@ class Dispatcher:
         if self.clock is not None:
             config["virtual-time"] = float(self.clock.now)
         built = list(self.strategy.configure_train(server_round, arrays, config, self.grid))
+        if self.records is not None and (extra := self.records()):
+            built = [with_records(m, extra) for m in built]
         return self.address(built, clients, server_round, start)

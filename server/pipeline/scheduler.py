@@ -142,6 +142,8 @@ class SyncScheduler:
         cohort = self.gather(rnd, state.arrays)
         timed = self.time_round(rnd, cohort)
         valid = self.s.aggregate.prepare(cohort, before)
+        if self.s.continual is not None:  # FOT: reports out of the updates, basis grown
+            valid = self.s.continual.take(valid)
         t1 = time.perf_counter()
         health, norms = records.health(before, valid, cohort.pool)
         t_health = time.perf_counter()
@@ -150,6 +152,8 @@ class SyncScheduler:
             state.arrays = outcome.arrays
         t2 = time.perf_counter()
         weights = state.arrays.to_numpy_ndarrays()
+        if self.s.continual is not None:  # TARGET: a task's synthetic set at its end
+            self.s.continual.after_round(rnd, weights)
         health["global_update_norm"] = records.global_update_norm(before, weights)
         evaluation = self.evaluate(rnd, weights, (start, self.s.clock.now))
         if self.s.local_eval is not None:  # local-eval: on the clients, its own schedule
@@ -161,5 +165,7 @@ class SyncScheduler:
         row.update(timed.row(self.s.clock.now), unavailable=self.unavailable)
         if self.s.node_faults is not None:
             row.update(self.s.node_faults.take())
+        if self.s.continual is not None:
+            row.update(self.s.continual.row())
         state.next_round = rnd + 1
         return self.observers(rnd, row, weights, norms, state.rows)

@@ -17,6 +17,7 @@ from clients.attacks import COLLUDING
 from learning.config import PERSONAL_STRATEGIES, ExperimentConfig, FederationConfig
 from learning.config_checks import over_selected
 from learning.config_personal import holdout_count
+from learning.continual_checks import SERVER_METHODS
 from learning.local_split import holdout_set
 from learning.plugin_objects import display
 from learning.scenarios import on_clock
@@ -24,6 +25,7 @@ from learning.warm_start import initial_weights
 from privacy.accounting import check_secagg_clipping, wrap_private
 from privacy.secagg.round import SecureSender
 from privacy.server_key import client_config, server_key
+from server.continual_methods import ContinualServer
 from server.deployment import NodeDealer
 from server.pipeline.aggregate import Aggregator
 from server.pipeline.clock import Clock
@@ -52,6 +54,7 @@ class Stages:
     node_faults: NodeFaults | None = None  # deployment: per-node sends and fault events
     dealer: NodeDealer | None = None  # deployment: the SuperNodes sampled from
     run_dir: Path | None = None
+    continual: ContinualServer | None = None  # FOT's basis / TARGET's synthetic set
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -88,6 +91,10 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
     clock = Clock(cfg, fed.num_clients)
     online = None if clock.availability.always else clock.online
     sampling = sampling_policy(fed, central, key, over_selected(cfg), online)
+    cl = cfg.continual
+    continual = None
+    if cl.scenario != "none" and cl.cl_method in SERVER_METHODS:
+        continual = ContinualServer(cfg, run_dir, weights)
     local_eval = None
     if cfg.personal.local_eval:
         sampling, local_eval = with_local_eval(cfg, grid, base, key, sampling)
@@ -98,7 +105,14 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         strategy=strategy,
         weights=weights,
         sampling=sampling,
-        dispatch=Dispatcher(strategy, grid, base, address, clock if on_clock(cfg) else None),
+        dispatch=Dispatcher(
+            strategy,
+            grid,
+            base,
+            address,
+            clock if on_clock(cfg) else None,
+            continual.records if continual is not None else None,
+        ),
         aggregate=Aggregator(cfg, strategy, secure, [w.dtype for w in weights]),
         secure=secure,
         max_retries=0 if central or secure else fed.max_retries,
@@ -108,6 +122,7 @@ def build_stages(grid: Grid, cfg: ExperimentConfig, num_slots: int, run_dir: Pat
         node_faults=NodeFaults(cfg) if dealer is not None else None,
         dealer=dealer,
         run_dir=run_dir,
+        continual=continual,
     )
 
 
@@ -146,6 +161,8 @@ def pooling_for(cfg: ExperimentConfig) -> str | None:
         why = f"the colluding attack {cfg.attack.attack!r}"
     elif cfg.strategy.strategy in PERSONAL_STRATEGIES:
         why = f"the personalised method {cfg.strategy.strategy!r} (its state is per client)"
+    elif cfg.continual.scenario != "none" and cfg.continual.cl_method in SERVER_METHODS:
+        why = f"cl-method {cfg.continual.cl_method!r} (its records are per client)"
     elif kind is None:
         why = f"strategy {display(cfg.strategy.strategy)!r} needs individual updates"
     elif cfg.devices.round_policy != "sync" or cfg.devices.availability != "always":

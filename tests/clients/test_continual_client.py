@@ -76,6 +76,25 @@ def test_ewc_computes_fisher_at_the_previous_global_model_when_the_task_changes(
     assert sum(float(state[f"fisher{i}"].sum()) for i in range(len(end_of_task0))) > 0
 
 
+def test_ewc_trains_a_batch_norm_model_its_anchor_the_trainable_weights(tmp_path):
+    """A BN model's weights list holds moving statistics that are not trainable: the
+    anchor must be the trainable part (before the fix the update failed)."""
+    cfg = build_config(None, [*CL, 'cl-method="ewc"', 'model="mlp-bn"', f'out-dir="{tmp_path}"'])
+    w = initial_weights("mlp-bn", (28, 28, 1), 10, seed=6)
+
+    def msg(rnd: int) -> Message:
+        config = ConfigRecord({**cfg.to_flat(), "partition-id": 0, "server-round": rnd})
+        content = RecordDict({"arrays": ArrayRecord(w), "config": config})
+        return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
+
+    train(msg(2), context(7))
+    reply = train(msg(3), context(7))  # task 1: Fisher and anchor in force
+    assert not reply.has_error()
+    got = reply.content["arrays"].to_numpy_ndarrays()
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(got, w, strict=True))
+    assert "fisher0" in _store(tmp_path).load(0)
+
+
 def test_lwf_keeps_the_previous_global_model_as_teacher(tmp_path):
     cfg = build_config(None, [*CL, 'cl-method="lwf"', f'out-dir="{tmp_path}"'])
     train(_message(cfg, pid=3, rnd=1, seed=8), context(7))

@@ -13,8 +13,10 @@ from learning.continual_metrics import (
     backward_transfer,
     continual_summary,
     forgetting,
+    forward_transfer,
     matrix_metrics,
 )
+from learning.task_heads import task_head_accuracy, task_head_predictions
 
 NAN = float("nan")
 # a[i][j]: after task i, on task j (3 tasks)
@@ -75,3 +77,33 @@ def test_matrix_metrics_follow_the_usual_definitions():
         "forgetting": None,
         "bwt": None,
     }
+
+
+def test_forward_transfer_on_a_hand_made_matrix():
+    # the cells just above the diagonal are the next task before training on it
+    m = np.array([[0.90, 0.40, NAN], [0.60, 0.80, 0.55], [0.30, 0.70, 0.95]])
+    b = np.array([0.10, 0.20, 0.15])
+    assert math.isclose(forward_transfer(m, b), ((0.40 - 0.20) + (0.55 - 0.15)) / 2)
+    # a task is not forgotten before it is learned: a[0][1] never counts
+    assert math.isclose(forgetting(m), ((0.90 - 0.30) + (0.80 - 0.70)) / 2)
+    assert math.isnan(forward_transfer(M, b))  # no cell above the diagonal
+
+
+def test_summary_reads_the_next_task_cells_and_reports_fwt_only_when_given():
+    rows = [
+        {"round": 2, "task_accuracy": {"0": 0.9}, "next_task_accuracy": {"1": 0.3}},
+        {"round": 4, "task_accuracy": {"0": 0.5, "1": 0.8}},
+    ]
+    s = continual_summary(rows, [2, 4], 2, random_acc=[0.1, 0.1])
+    assert s["accuracy_matrix"][0] == [0.9, 0.3]
+    assert math.isclose(s["fwt"], 0.2) and s["random_task_accuracy"] == [0.1, 0.1]
+    assert continual_summary(rows, [2, 4], 2)["fwt"] is None  # class-incremental: None
+
+
+def test_task_head_picks_the_best_class_of_the_task_only():
+    probs = np.array([[0.05, 0.1, 0.6, 0.25], [0.5, 0.1, 0.1, 0.3], [0.0, 0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(task_head_predictions(probs, np.array([0, 1])), [1, 0, 0])
+    np.testing.assert_array_equal(task_head_predictions(probs, np.array([2, 3])), [2, 3, 2])
+    assert math.isclose(task_head_accuracy(probs, np.array([1, 0, 1]), np.array([0, 1])), 2 / 3)
+    with pytest.raises(ValueError):
+        task_head_predictions(probs, np.array([], np.int64))

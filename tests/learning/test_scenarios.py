@@ -165,7 +165,8 @@ def test_continual_config_errors_are_one_line():
         ([*CI, 'cl-method="replay"', "buffer-size=0"], "needs buffer-size >= 1"),
         ([*CI, "rounds=4"], "fewer than num-tasks"),
         ([*CI, "rounds-per-task=3"], "fewer than num-tasks"),
-        ([*CI, 'scenario="task-incremental"'], "unknown scenario"),
+        ([*CI, 'scenario="task-il"'], "unknown scenario"),
+        ([*CI, 'scenario="task-incremental"', "num-tasks=1", "rounds=10"], "needs num-tasks >= 2"),
         ([*CI, 'cl-method="gem"'], "unknown cl-method"),
         ([*CI, "lwf-temperature=0"], "'lwf-temperature' must be > 0"),
     ]:
@@ -193,3 +194,33 @@ def test_an_arrival_spread_that_never_reaches_the_last_task_is_refused():
         build_config(None, [*CI, "arrival-spread=2"])  # 5 tasks x 2 rounds in 10 rounds
     with pytest.raises(ConfigError, match="exceeds the 10 classes"):
         build_config(None, [*CI, "num-tasks=11", "rounds=22"])
+
+
+def test_task_incremental_holds_the_class_groups_of_split_fmnist():
+    ti = build_config(None, [*CI, *SMALL_DATA, 'scenario="task-incremental"'])
+    ci = build_config(None, [*CI, *SMALL_DATA])
+    for task in (0, 3):
+        np.testing.assert_array_equal(task_test_set(ti, task)[1], task_test_set(ci, task)[1])
+        np.testing.assert_array_equal(task_shard(ti, 1, task)[0], task_shard(ci, 1, task)[0])
+    assert set(np.unique(task_test_set(ti, 3)[1])) == {6, 7}
+
+
+def test_permuted_stream_one_fixed_pixel_order_per_task():
+    cfg = build_config(None, [*DI, *SMALL_DATA, 'drift="permutation"', "num-tasks=20", "rounds=20"])
+    from learning.federated_data import dataset_for
+
+    ds = dataset_for(cfg)
+    np.testing.assert_array_equal(task_test_set(cfg, 0)[0], ds.x_test)
+    x5 = task_test_set(cfg, 5)[0]
+    assert not np.array_equal(x5, ds.x_test)
+    # the same pixels, reordered the same way for every image (and for the clients)
+    np.testing.assert_array_equal(
+        np.sort(x5.reshape(len(x5), -1), 1), np.sort(ds.x_test.reshape(len(x5), -1), 1)
+    )
+    flat, orig = x5.reshape(len(x5), -1), ds.x_test.reshape(len(x5), -1).astype(int)
+    perm = [int(np.argmax((orig == flat[:, [k]]).all(0))) for k in range(0, 784, 97)]
+    assert len(set(perm)) == len(perm)
+    assert not np.array_equal(task_test_set(cfg, 6)[0], x5)
+    assert drift_kind(build_config(None, [*DI, 'drift="permutation"', "drift-groups=2"]), 1) == (
+        "permutation"
+    )

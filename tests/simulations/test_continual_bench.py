@@ -25,6 +25,26 @@ def test_shipped_continual_experiments_are_valid():
     assert scenarios == {"class-incremental", "domain-incremental"}
 
 
+def test_the_continual_plus_grid_crosses_every_method_with_every_scenario():
+    grid = load_grid(EXPERIMENTS / "continual-plus.toml")
+    assert len(grid.cells) == 64
+    pairs = {
+        (c.values["cl-method"], c.values["scenario"], c.values.get("drift")) for c in grid.cells
+    }
+    methods = {m for m, _, _ in pairs}
+    assert methods == {"finetune", "ewc", "lwf", "replay", "target", "fot"}
+    streams = {(s, d) for _, s, d in pairs}
+    assert ("domain-incremental", "permutation") in streams and (
+        "task-incremental",
+        None,
+    ) in streams
+    long = [c for c in grid.cells if c.values["num-tasks"] == 20]
+    assert long and all(c.values["rounds"] >= 2 * 20 for c in long)
+    models = {c.variant: c.values["model"] for c in grid.cells}
+    assert models["target"] == models["lwf"] == "mlp-bn"  # TARGET's like-for-like LwF
+    assert models["fot"] == models["lwf-mlp"] == models["finetune-mlp"] == "mlp"  # FOT's
+
+
 def test_continual_groups_get_average_accuracy_forgetting_and_bwt(tmp_path):
     row = {
         "group": "scenario=split-fmnist",
