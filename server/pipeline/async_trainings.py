@@ -26,7 +26,7 @@ from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
 from server.pipeline.async_events import Key
-from server.pipeline.collect import PULL_INTERVAL, collect
+from server.pipeline.collect import collect, pull_interval
 from server.pipeline.dispatch import nbytes
 from server.pipeline.updates import ClientUpdate
 
@@ -76,8 +76,7 @@ class Trainings:
         self.grid, self.build, self.timeout = grid, build, timeout
         self._kept: dict[Key, Trained] = {}
         self.streams = hasattr(grid, "push_messages") and hasattr(grid, "pull_messages")
-        # Flower's in-memory Grid: a pull is a look-up; any other: a request, at its pace
-        self._interval = PULL_INTERVAL if type(grid).__name__ == "InMemoryGrid" else 0.1
+        self._interval = pull_interval(grid)
         self._pending: dict[str, tuple[Key, int, float]] = {}  # id -> (key, down, sent at)
         self._sent: set[Key] = set()  # pending keys
         self._needed: dict[Key, float] = {}  # pending keys the scheduler waits on -> since

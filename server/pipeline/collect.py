@@ -38,7 +38,7 @@ def collect(grid: Grid, messages: list[Message], timeout: float) -> Attempt:
     In simulation the replies are pulled every `PULL_INTERVAL` (Flower's own
     `send_and_receive` sleeps 0.1 s between pulls, which an asynchronous run, sending a
     few clients at a time, pays per send); a deployment's Grid pulls at its own pace."""
-    if type(grid).__name__ == "InMemoryGrid":  # the simulation's: a pull is a look-up
+    if _in_memory(grid):
         replies = [reply for _, reply in _replies(grid, messages, timeout)]
     else:
         replies = list(grid.send_and_receive(messages, timeout=timeout))
@@ -102,6 +102,18 @@ def collect_pooled(
 # Between empty pulls of replies: a pull is a look-up in the in-memory LinkState (tens
 # of microseconds), and a send's last reply waits half this on average.
 PULL_INTERVAL = 0.01
+# Any other Grid (a deployment's) pulls with a request to the SuperLink: at Flower's own
+# `send_and_receive` pace.
+REMOTE_PULL_INTERVAL = 0.1
+
+
+def pull_interval(grid: Grid) -> float:
+    """Seconds between empty pulls of replies from `grid`."""
+    return PULL_INTERVAL if _in_memory(grid) else REMOTE_PULL_INTERVAL
+
+
+def _in_memory(grid: Grid) -> bool:
+    return type(grid).__name__ == "InMemoryGrid"  # the simulation's: a pull is a look-up
 
 
 def _replies(grid: Grid, messages: list[Message], timeout: float):
@@ -113,7 +125,7 @@ def _replies(grid: Grid, messages: list[Message], timeout: float):
         return
     index = {mid: i for i, mid in enumerate(grid.push_messages(messages))}
     ids = set(index)
-    end = time.time() + timeout
+    end, interval = time.time() + timeout, pull_interval(grid)
     while ids and time.time() < end:
         got = list(grid.pull_messages(list(ids)))
         for reply in got:
@@ -121,7 +133,7 @@ def _replies(grid: Grid, messages: list[Message], timeout: float):
             ids.discard(mid)
             yield index.get(mid), reply
         if ids and not got:
-            time.sleep(PULL_INTERVAL)
+            time.sleep(interval)
 
 
 @dataclass
