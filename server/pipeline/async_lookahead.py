@@ -65,7 +65,6 @@ class Lookahead:
         self.trainings = Trainings(scheduler.grid, self._build, scheduler.s.fed.timeout)
         self.examples: dict[int, int] = {}  # last reported examples per client
         self.up = 0  # bytes of the last reply
-        self.wasted = 0  # speculative trainings never used
         self._current: tuple[ArrayRecord, bytes, list[np.ndarray]] | None = None
         # planned server steps, by (model digest, version, the updates applied): every
         # plan replays the same known prefix, and a step's result is a pure function of these
@@ -75,13 +74,6 @@ class Lookahead:
         self._horizon = 2 * limit  # clients one plan may start, results in hand included
         self._last = Plan([], "horizon")  # the last plan (its stop)
         self._planned_at = -1  # arrivals when the last plan was made
-
-    @property
-    def sends(self) -> int:
-        return self.trainings.sends
-
-    def digest(self, arrays: ArrayRecord) -> bytes:
-        return self._model(arrays)[1]
 
     def _model(self, arrays: ArrayRecord) -> tuple[ArrayRecord, bytes, list[np.ndarray]]:
         """(arrays, digest, NumPy copy) of the scheduler's current model, computed once."""
@@ -93,7 +85,7 @@ class Lookahead:
     def results(self, pids: list[int], arrays: ArrayRecord) -> dict[int, Trained]:
         """The training results of `pids` starting now from `arrays` (current version)."""
         s, t = self.sch, self.trainings
-        now, d = s.s.clock.now, self.digest(arrays)
+        now, d = s.s.clock.now, self._model(arrays)[1]
         jobs = [Job(p, s.version, now, arrays, d) for p in pids]
         t.receive(wait=False)
         advanced = True  # the scheduler moved on since the last call
@@ -108,7 +100,7 @@ class Lookahead:
             t.need(missing)
             t.receive(wait=True)
         out = {j.pid: t.take(j.key) for j in jobs}
-        self.wasted += t.forget_before(now)
+        t.forget_before(now)
         self._deltas = {k: v for k, v in self._deltas.items() if k[2] >= now}
         for r in out.values():
             if r.update is not None:

@@ -80,7 +80,6 @@ class Trainings:
         self._pending: dict[str, tuple[Key, int, float]] = {}  # id -> (key, down, sent at)
         self._sent: set[Key] = set()  # pending keys
         self._needed: dict[Key, float] = {}  # pending keys the scheduler waits on -> since
-        self.sends = 0  # sends to the grid (a diagnostic: fewer is the point)
         self.arrivals = 0  # results received so far
         self._slot = 0  # the next send's first slot (streaming: spread over the slots)
 
@@ -111,7 +110,6 @@ class Trainings:
         """Send `jobs` (none known or waiting); blocking grids return with them known."""
         if not jobs:
             return
-        self.sends += 1
         if not self.streams:
             messages = self.build(jobs, 0)
             attempt = collect(self.grid, messages, self.timeout)
