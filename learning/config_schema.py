@@ -67,7 +67,7 @@ class DataConfig:
     alpha: float = _k(0.5, "Dirichlet concentration (smaller = more skew)", gt=0.0)
     min_shard_size: int = _k(10, "Dirichlet/quantity minimum examples per client", min=0)
     shards_per_client: int = _k(2, "shards partition: label-sorted shards per client", min=1)
-    classes_per_client: int = _k(2, "classes partition: labels per client", min=1)
+    classes_per_client: int = _k(2, "classes and pathological partitions: labels per client", min=1)
     quantity_sigma: float = _k(1.0, "quantity partition: lognormal sigma of sizes", min=0.0)
     examples_per_client: int = _k(
         20, "sampled partition: examples each client draws with replacement", min=1

@@ -177,6 +177,41 @@ def classes(
     return _group(owner, num_clients)
 
 
+def pathological(
+    labels: np.ndarray,
+    num_clients: int,
+    rng: np.random.Generator,
+    *,
+    classes_per_client: int,
+    **_: object,
+) -> list:
+    """PFLlib's "pat" split, the one its personalisation leaderboard uses: labels dealt in
+    order, each to the next ceil(clients / labels * k) clients with room left, so with 20
+    clients, 10 labels and k=2, clients 0-3 hold labels {0, 1}, clients 4-7 {2, 3}, and so on.
+
+    Unlike `classes` (random label sets), neighbouring labels share clients, which on
+    Fashion-MNIST pairs easy-to-tell classes. A label's examples are shared evenly among its
+    holders (PFLlib's `balance` form); labels left when no client has room are unowned.
+    """
+    groups = _by_class(labels)
+    num_labels = len(groups)
+    if classes_per_client > num_labels:
+        raise ConfigError(
+            f"classes-per-client must be <= the {num_labels} labels present, "
+            f"got {classes_per_client}; lower classes-per-client"
+        )
+    per_label = -(-num_clients * classes_per_client // num_labels)
+    room = np.full(num_clients, classes_per_client, dtype=np.int64)
+    owner = np.full(len(labels), -1, dtype=np.int64)
+    for idx in groups:
+        holders = np.flatnonzero(room > 0)[:per_label]
+        if not len(holders):
+            break
+        owner[rng.permutation(idx)] = np.repeat(holders, _even_sizes(len(idx), len(holders)))
+        room[holders] -= 1
+    return _group(owner, num_clients)
+
+
 def quantity(
     labels: np.ndarray,
     num_clients: int,
@@ -226,6 +261,7 @@ PARTITIONERS: dict[str, Partitioner] = {
     "dirichlet": dirichlet,
     "iid": iid,
     "natural": natural,
+    "pathological": pathological,
     "quantity": quantity,
     "sampled": sampled,
     "shards": shards,

@@ -219,6 +219,37 @@ def test_classes_more_than_present():
     assert "classes-per-client" in str(excinfo.value) and "4" in str(excinfo.value)
 
 
+def test_pathological_deals_labels_in_order_like_pflib():
+    # PFLlib's "pat" split with 20 clients, 10 labels, 2 per client: clients 0-3 hold
+    # {0, 1}, 4-7 {2, 3}, ..., 16-19 {8, 9}; each label shared evenly by its 4 holders.
+    labels = balanced_labels(10, 40, 0)
+    parts = partition("pathological", labels, 20, seed=3, classes_per_client=2)
+    flat = check_disjoint_sorted(parts, len(labels), 20)
+    assert len(flat) == len(labels)
+    hist = label_histograms(labels, parts, 10)
+    for client in range(20):
+        pair = 2 * (client // 4)
+        assert np.flatnonzero(hist[client]).tolist() == [pair, pair + 1]
+        assert hist[client, pair] == hist[client, pair + 1] == 10
+
+
+def test_pathological_is_seeded_and_leaves_unowned_labels_out():
+    shared = balanced_labels(10, 40, 1)
+    a = partition("pathological", shared, 20, seed=5, classes_per_client=2)
+    b = partition("pathological", shared, 20, seed=5, classes_per_client=2)
+    c = partition("pathological", shared, 20, seed=6, classes_per_client=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+    # 2 clients, 6 labels, 2 each: one holder per label (ceil(2 * 2 / 6) = 1), in order,
+    # so client 0 holds {0, 1}, client 1 {2, 3}, and labels 4-5 have no owner.
+    labels = balanced_labels(6, 10, 1)
+    hist = label_histograms(labels, partition("pathological", labels, 2, 0), 6)
+    assert np.flatnonzero(hist[0]).tolist() == [0, 1]
+    assert np.flatnonzero(hist[1]).tolist() == [2, 3]
+    with pytest.raises(ConfigError, match="classes-per-client"):
+        partition("pathological", labels, 2, seed=0, classes_per_client=7)
+
+
 # --------------------------------------------------------------------------- quantity
 
 
@@ -261,7 +292,8 @@ def test_unknown_partition_message():
         partition("iidd", np.zeros(4, np.int64), 2, seed=0)
     assert str(excinfo.value) == (
         "unknown partition 'iidd'; expected one of "
-        "['classes', 'dirichlet', 'iid', 'natural', 'quantity', 'sampled', 'shards']"
+        "['classes', 'dirichlet', 'iid', 'natural', 'pathological', 'quantity', 'sampled', "
+        "'shards']"
     )
 
 

@@ -29,7 +29,7 @@ def test_the_personalised_grid_is_the_issues_protocol():
         (c.values["partition"], c.values["classes-per-client"], c.values["alpha"])
         for c in grid.cells
     }
-    assert parts == {("classes", 2, 0.1), ("dirichlet", 2, 0.1)}
+    assert parts == {("pathological", 2, 0.1), ("dirichlet", 2, 0.1)}
     assert {c.seed for c in grid.cells} == {0, 1}
 
 
