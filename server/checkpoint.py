@@ -27,7 +27,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from learning.errors import ConfigError
-from server.run_dir import write_atomic
+from server.run_dir import sync_file, write_atomic
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -125,6 +125,7 @@ def save_checkpoint(
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
+    sync_file(Path(run_dir) / "metrics.jsonl")  # the earlier rows it names (_resume_rows)
     write_atomic(Path(run_dir) / CHECKPOINT, buf.getvalue())
 
 

@@ -2,7 +2,9 @@
 
 Writes never damage what is already there: the directory is created fresh (an
 existing non-empty one is refused), `metrics.jsonl` is appended one flushed line
-per round, and `summary.json` is written to a temporary file and renamed.
+per round (safe against a killed process; fsynced before each checkpoint, which relies
+on it, and before the summary, not per row: an asynchronous run writes a row per update),
+and `summary.json` is written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+def sync_file(path: Path) -> None:
+    """fsync `path` if it exists: what was appended to it survives a power loss."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class RunRecorder:
     """Appends metrics rows and writes the config and summary of one run."""
 
@@ -65,14 +79,13 @@ class RunRecorder:
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, sort_keys=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
     def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl atomically (resume: the checkpoint's rows are the truth)."""
         write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        sync_file(self.metrics_path)  # a finished run's rows are on disk before it says so
         write_atomic(self.root / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 

@@ -20,6 +20,7 @@ from learning.tf_import import import_tensorflow
 
 SCALAR_PREFIX = "metrics/"
 HISTOGRAM_BUCKETS = 30
+FLUSH_SECONDS = 1.0  # flush a row once a second has passed since the last flush; close() too
 
 
 def _is_number(value: Any) -> bool:
@@ -50,7 +51,8 @@ def histogram_buckets(values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> n
 
 
 class TensorBoardWriter:
-    """One event file per run: the writer is created once, flushed after each round."""
+    """One event file per run: the writer is created once, flushed at most once a second
+    (and on close)."""
 
     def __init__(self, log_dir: Path):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -61,6 +63,7 @@ class TensorBoardWriter:
         self._scalar_md = _metadata("scalars", "DATA_CLASS_SCALAR")
         self._histogram_md = _metadata("histograms", "DATA_CLASS_TENSOR")
         self._closed = False
+        self._flushed = -FLUSH_SECONDS
 
     def write_round(
         self, row: dict[str, Any], histograms: dict[str, np.ndarray] | None = None
@@ -100,7 +103,10 @@ class TensorBoardWriter:
             wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
         )
         self._writer.add_event(event)
-        self._writer.flush()
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_SECONDS:  # an async run writes a row per update
+            self._writer.flush()
+            self._flushed = now
 
     def close(self) -> None:
         """Flush and release the event file; further writes raise."""

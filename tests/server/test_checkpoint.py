@@ -88,6 +88,24 @@ def test_checkpoint_holds_no_past_rows_and_resume_restores_them(tmp_path):
     assert load_checkpoint(tmp_path).rows == rows
 
 
+def test_rows_a_checkpoint_names_are_fsynced_before_it_is_written(tmp_path, monkeypatch):
+    """metrics.jsonl is not fsynced per row (an async run writes one per update), so the
+    checkpoint, which reads its earlier rows back from that file, fsyncs it first."""
+    import os
+
+    synced: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))
+    )
+    _loop_like(tmp_path, 3)
+    names = [os.path.basename(p) for p in synced]
+    assert names.count("metrics.jsonl") == 2  # before checkpoints 2 and 3 (1 has no rows yet)
+    for i, name in enumerate(names):
+        if name.startswith(".checkpoint.npz"):
+            assert i == 0 or names[i - 1] == "metrics.jsonl"
+
+
 def test_resume_rows_survive_a_kill_between_checkpoint_and_metrics_line(tmp_path):
     rows = _loop_like(tmp_path, 5, kill_after_checkpoint=True)
     with open(tmp_path / "metrics.jsonl", "a") as f:

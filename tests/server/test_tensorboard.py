@@ -17,9 +17,11 @@ def _rows():
     ]
 
 
-def test_scalars_read_back_for_every_round(tmp_path):
+def test_scalars_read_back_for_every_round(tmp_path, monkeypatch):
+    from server import tensorboard
     from server.tensorboard import TensorBoardWriter, read_scalars
 
+    monkeypatch.setattr(tensorboard, "FLUSH_SECONDS", 0.0)  # rounds a second or more apart
     with TensorBoardWriter(tmp_path / "tb") as writer:
         for row in _rows():
             writer.write_round(row)
@@ -38,6 +40,25 @@ def test_scalars_read_back_for_every_round(tmp_path):
     board.Reload()  # what TensorBoard's scalars dashboard loads
     assert "metrics/accuracy" in board.Tags()["tensors"]
     assert board.SummaryMetadata("metrics/accuracy").plugin_data.plugin_name == "scalars"
+
+
+def test_rows_closer_than_a_second_share_a_flush_and_close_writes_them_all(tmp_path, monkeypatch):
+    """An asynchronous run writes a row per client update: flushing each cost more than
+    writing it, so the writer flushes when FLUSH_SECONDS have passed since the last."""
+    from server import tensorboard
+    from server.tensorboard import TensorBoardWriter, read_scalars
+
+    monkeypatch.setattr(tensorboard, "FLUSH_SECONDS", 3600.0)
+    flushes = []
+    with TensorBoardWriter(tmp_path / "tb") as writer:
+        real = writer._writer.flush
+        monkeypatch.setattr(writer._writer, "flush", lambda: (flushes.append(1), real()))
+        for row in _rows():
+            writer.write_round(row)
+        assert len(flushes) == 1  # the first row, then none within the hour
+    assert read_scalars(tmp_path / "tb", "metrics/accuracy") == pytest.approx(
+        {1: 0.25, 2: 0.5, 3: 0.75}
+    )
 
 
 def test_histograms_are_written_as_bucket_tensors(tmp_path):
