@@ -15,10 +15,17 @@ def _accuracies(run_dir):
     return [r["accuracy"] for r in rows]
 
 
-def test_small_run_writes_a_complete_run_directory(ray_address, tmp_path):
-    out = tmp_path / "A"
+@pytest.fixture(scope="module")
+def small_run(ray_address, tmp_path_factory):
+    """One SMALL run, shared: each run costs a process, Ray actors and a TF import."""
+    out = tmp_path_factory.mktemp("small") / "A"
     proc = run_cli("run", *SMALL, "--out", str(out), "--ray-address", ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_small_run_writes_a_complete_run_directory(small_run):
+    out = small_run
     for name in ("config.toml", "metrics.jsonl", "summary.json", "accuracy.png", "partition.png"):
         assert (out / name).exists(), name
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -34,33 +41,19 @@ def test_small_run_writes_a_complete_run_directory(ray_address, tmp_path):
     assert "rounds = 2" in (out / "config.toml").read_text()
 
 
-def test_same_seed_gives_identical_accuracies(ray_address, tmp_path):
-    runs = []
-    for name in ("A", "B"):
-        out = tmp_path / name
-        proc = run_cli("run", *SMALL, "--out", str(out), "--ray-address", ray_address)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(_accuracies(out))
-    assert runs[0] == runs[1]
-
-
-def test_nested_tables_give_the_same_metrics_as_flat_keys(ray_address, tmp_path):
-    """`[federation] rounds = 2` etc. in a file, and flat `--set` keys: one experiment."""
+def test_same_seed_in_nested_tables_gives_the_flat_keys_accuracies(
+    small_run, ray_address, tmp_path
+):
+    """SMALL again, written as `[federation] rounds = 2` etc. in a file: another process
+    with the same seed, and nested tables the same experiment as flat `--set` keys."""
     nested = tmp_path / "nested.toml"
     nested.write_text(
         "[federation]\nrounds = 2\nnum-clients = 4\nclients-per-round = 4\n"
-        '[data]\ntrain-subset = 1200\ntest-subset = 500\npartition = "iid"\n'
-        '[train]\nlocal-epochs = 1\nmodel = "mlp"\n'
+        "[data]\ntrain-subset = 1200\ntest-subset = 500\n"
+        "[train]\nlocal-epochs = 1\n"
     )
-    flat = [
-        "--set", "rounds=2", "--set", "num-clients=4", "--set", "clients-per-round=4",
-        "--set", "train-subset=1200", "--set", "test-subset=500", "--set", 'partition="iid"',
-        "--set", "local-epochs=1", "--set", 'model="mlp"',
-    ]  # fmt: skip
-    runs = []
-    for name, args in (("nested", [str(nested), "--quiet"]), ("flat", [*flat, "--quiet"])):
-        out = tmp_path / name
-        proc = run_cli("run", *args, "--out", str(out), "--ray-address", ray_address)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(_accuracies(out))
-    assert len(runs[0]) == 2 and runs[0] == runs[1]
+    out = tmp_path / "nested"
+    proc = run_cli("run", str(nested), "--quiet", "--out", str(out), "--ray-address", ray_address)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = _accuracies(small_run)
+    assert len(first) == 2 and _accuracies(out) == first

@@ -1,5 +1,6 @@
-"""Kill a real run with SIGKILL at three random rounds, resume it, and compare with an
-uninterrupted run: final weights and the deterministic metric columns are identical."""
+"""Kill a real run with SIGKILL at three random rounds (the first run, then each resumed
+run in turn), resume it, and compare with an uninterrupted run: final weights and the
+deterministic metric columns are identical."""
 
 from __future__ import annotations
 
@@ -47,26 +48,24 @@ def test_sigkill_and_resume_matches_uninterrupted_run(ray_address, tmp_path):
     lines = (ref / "metrics.jsonl").read_text().splitlines()
     round_time = float(np.median([json.loads(x)["round_seconds"] for x in lines]))
     # Fixed, so a failure reproduces: the first round, the middle and the last that still
-    # leaves rounds to resume, each killed at a seeded point inside the next round.
+    # leaves rounds to resume, each killed at a seeded point inside the next round. One
+    # run is killed three times: the second and third kills hit resumed runs, so a resume
+    # of a resume is covered too (and the test starts 4 processes, not 6).
     rng = np.random.default_rng(13)
-    kill_rounds = [1, ROUNDS // 2, ROUNDS - 3]
-    for k in kill_rounds:
-        out = tmp_path / f"killed-{k}"
-        running = start_cli(
-            "run",
-            *ARGS,
-            "--out",
-            str(out),
-            "--ray-address",
-            ray_address,
-            log_path=tmp_path / f"killed-{k}.log",
-        )
+    out = tmp_path / "killed"
+    for i, k in enumerate([1, ROUNDS // 2, ROUNDS - 3]):
+        args = ("run", *ARGS, "--out", str(out)) if i == 0 else ("run", "--resume", str(out))
+        log = tmp_path / f"killed-{k}.log"
+        running = start_cli(*args, "--ray-address", ray_address, log_path=log)
         kill_after_rows(running, out, k, delay=float(rng.uniform(0.0, 0.8)) * round_time)
         assert not (out / "summary.json").exists(), f"run finished before the kill at {k}"
-        resumed = run_cli("run", "--resume", str(out), "--ray-address", ray_address, "--quiet")
-        assert resumed.returncode == 0, f"kill at {k}: {resumed.stderr[-3000:]}"
-        assert metric_rows(out, SAME) == expected_rows, f"metrics differ after kill at round {k}"
-        for a, b in zip(checkpoint_weights(out), expected_weights, strict=True):
-            np.testing.assert_array_equal(a, b, err_msg=f"weights differ after kill at {k}")
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["rounds_completed"] == ROUNDS
+        done = metric_rows(out, SAME)
+        assert k <= len(done) < ROUNDS, log.read_text()[-3000:]
+        assert done == expected_rows[: len(done)], f"metrics differ before the kill at {k}"
+    resumed = run_cli("run", "--resume", str(out), "--ray-address", ray_address, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metric_rows(out, SAME) == expected_rows
+    for a, b in zip(checkpoint_weights(out), expected_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds_completed"] == ROUNDS
