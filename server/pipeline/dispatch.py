@@ -9,9 +9,11 @@ partition id in a copied config, dealt round-robin over the slots) or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -71,9 +73,14 @@ def _deal(messages: list[Message], configs: list[dict], start: int = 0) -> list[
 
 
 def nbytes(content: RecordDict) -> int:
-    """Bytes of all arrays a message carries (weights plus any strategy extras)."""
+    """Bytes of all arrays a message carries (weights plus any strategy extras): each
+    array's size from its shape and dtype, without deserialising it."""
     return int(
-        sum(a.numpy().nbytes for rec in content.array_records.values() for a in rec.values())
+        sum(
+            math.prod(a.shape) * np.dtype(a.dtype).itemsize
+            for rec in content.array_records.values()
+            for a in rec.values()
+        )
     )
 
 

@@ -190,3 +190,21 @@ def test_evaluation_is_due_every_n_rounds_at_the_end_and_at_task_boundaries():
     assert [r for r in range(1, 6) if ev.due(r)] == [2, 3, 4, 5]
     assert ev(1, []) == {"accuracy": None, "loss": None}
     assert ev(3, []) == {"accuracy": 0.25, "loss": 0.5, "task": 1}
+
+
+def test_message_bytes_come_from_shapes_and_dtypes_as_numpy_counts_them():
+    """nbytes sizes a message without deserialising its arrays (the clock charges
+    these bytes to the links, so they must equal the arrays' own nbytes)."""
+    from flwr.app import ArrayRecord, RecordDict
+
+    from server.pipeline.dispatch import nbytes
+
+    arrays = [
+        np.zeros((3, 4), np.float32),
+        np.ones(5, np.int64),
+        np.array(2.5),
+        np.zeros((0, 7), np.float16),
+        np.zeros((2, 3, 4), np.uint8),
+    ]
+    content = RecordDict({"a": ArrayRecord(arrays[:2]), "b": ArrayRecord(arrays[2:])})
+    assert nbytes(content) == sum(a.nbytes for a in arrays)
