@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
-from helpers import forget_ray_cluster, free_port, stop_process_group
+from helpers import forget_ray_cluster, free_port, many, run_cli, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -61,6 +61,17 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):
     stop_process_group(proc)
     log.close()
     forget_ray_cluster(address)
+
+
+@pytest.fixture(scope="session")
+def many_fedavg_run(ray_address, tmp_path_factory) -> Path:
+    """The run directory of helpers.many("fedavg", 1) on the session cluster: the
+    reference that pooled messages (test_pooled_run.py) and a two-node cluster
+    (test_ray_cluster.py) must each reproduce. Shared, it is one process, not two."""
+    out = tmp_path_factory.mktemp("many") / "fedavg-k1"
+    proc = run_cli("run", *many("fedavg", 1), "--out", str(out), "--ray-address", ray_address)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -55,6 +55,20 @@ SMALL = [
 ]
 
 
+# 20 clients, 8 a round, an mlp on 1000 IID examples: the runs test_pooled_run.py pools
+# and test_ray_cluster.py spreads over two nodes; see conftest's `many_fedavg_run`.
+MANY = [
+    *("--set", "rounds=2", "--set", "num-clients=20", "--set", "clients-per-round=8"),
+    *("--set", 'model="mlp"', "--set", "train-subset=1000", "--set", "test-subset=200"),
+    *("--set", 'partition="iid"', "--quiet"),
+]
+
+
+def many(strategy: str, per_message: int) -> list[str]:
+    """MANY with `strategy`, each worker message training `per_message` clients."""
+    return [*MANY, "--set", f'strategy="{strategy}"', "--set", f"clients-per-message={per_message}"]
+
+
 def start_cli(*args: str, log_path: Path, path: Sequence[str | Path] = ()) -> subprocess.Popen:
     """`perennial ARGS...` in its own process group (so a test can SIGKILL all of it)."""
     log = open(log_path, "w")

@@ -214,7 +214,9 @@ def test_api_mistakes_are_one_line(tmp_path):
         with pytest.raises(ConfigError) as info:
             call()
         assert fragment in str(info.value) and "\n" not in str(info.value)
-    big = np.arange(3_000_000, dtype=np.float64)  # a loader that closes over its arrays
+    # A loader that closes over its arrays: random values do not compress, so 2.4 MB
+    # stays over pack's 1 MiB limit and zlib takes 0.1 s (an arange of 24 MB took 20 s).
+    big = np.random.default_rng(0).random(300_000)
 
     def closes_over_data():
         return big

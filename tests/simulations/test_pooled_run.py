@@ -7,39 +7,33 @@ import json
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import many, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
-
-COMMON = [
-    "--set", "rounds=2",
-    "--set", "num-clients=20",
-    "--set", "clients-per-round=8",
-    "--set", 'model="mlp"',
-    "--set", "train-subset=1000",
-    "--set", "test-subset=200",
-    "--set", 'partition="iid"',
-    "--quiet",
-]  # fmt: skip
 
 
 def _rows(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def _run(ray_address, out, strategy, per_message):
+    args = many(strategy, per_message)
+    proc = run_cli("run", *args, "--out", str(out), "--ray-address", ray_address)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 @pytest.mark.parametrize("strategy", ["fedavg", "scaffold"])
 def test_pooled_messages_train_the_model_one_message_per_client_trains(
-    ray_address, tmp_path, strategy
+    request, ray_address, tmp_path, strategy
 ):
-    runs = {}
-    for k in (1, 4):
-        out = tmp_path / f"k{k}"
-        proc = run_cli(
-            "run", *COMMON, "--set", f'strategy="{strategy}"',
-            "--set", f"clients-per-message={k}", "--out", str(out), "--ray-address", ray_address,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[k] = _rows(out)
+    """fedavg's one-message-per-client run is the session's `many_fedavg_run`, which
+    test_ray_cluster.py also compares against (one process fewer in the suite)."""
+    if strategy == "fedavg":
+        ref = request.getfixturevalue("many_fedavg_run")
+    else:
+        ref = _run(ray_address, tmp_path / "k1", strategy, 1)
+    runs = {1: _rows(ref), 4: _rows(_run(ray_address, tmp_path / "k4", strategy, 4))}
     for one, pooled in zip(runs[1], runs[4], strict=True):
         assert pooled["replies"] == one["replies"] == 8 and pooled["failures"] == 0
         assert pooled["accuracy"] == pytest.approx(one["accuracy"], abs=0.01)

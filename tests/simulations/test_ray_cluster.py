@@ -1,5 +1,6 @@
 """A two-node Ray cluster on this machine (two `ray start` processes, one CPU each):
-a short run spreads its clients over both nodes, and the summary counts them."""
+a short run spreads its clients over both nodes, the summary counts them, and its
+accuracies equal the same run's on the one-node session cluster."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import forget_ray_cluster, free_port, run_cli, stop_process_group
+from helpers import forget_ray_cluster, free_port, many, run_cli, stop_process_group
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.tf]
 
@@ -45,7 +46,9 @@ def _alive_nodes(address: str) -> int:
         return 0
 
 
-def test_two_node_cluster_trains_on_both_nodes(tmp_path, ray_address):
+def test_two_node_cluster_trains_on_both_nodes(tmp_path, many_fedavg_run):
+    """The one-node run it must equal is the session's `many_fedavg_run` (conftest.py),
+    shared with test_pooled_run.py: the suite starts one process fewer."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     head = _ray_start(
@@ -69,24 +72,7 @@ def test_two_node_cluster_trains_on_both_nodes(tmp_path, ray_address):
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
             time.sleep(2)
         out = tmp_path / "run"
-        args = [
-            "--set",
-            "rounds=2",
-            "--set",
-            "num-clients=8",
-            "--set",
-            "clients-per-round=8",
-            "--set",
-            "train-subset=800",
-            "--set",
-            "test-subset=200",
-            "--set",
-            'model="mlp"',
-            "--set",
-            "local-epochs=1",
-            "--quiet",
-        ]
-        proc = run_cli("run", *args, "--out", str(out), "--ray-address", address)
+        proc = run_cli("run", *many("fedavg", 1), "--out", str(out), "--ray-address", address)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
         per_node = summary["updates_per_node"]
@@ -94,10 +80,7 @@ def test_two_node_cluster_trains_on_both_nodes(tmp_path, ray_address):
         assert sum(per_node.values()) == 16
         assert all(n > 0 for n in per_node.values())
         # The same config and seed on the one-node session cluster: the same numbers.
-        local = tmp_path / "local"
-        proc = run_cli("run", *args, "--out", str(local), "--ray-address", ray_address)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert _accuracies(out) == _accuracies(local)
+        assert _accuracies(out) == _accuracies(many_fedavg_run)
     finally:
         if worker is not None:
             stop_process_group(worker)
