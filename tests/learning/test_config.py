@@ -44,7 +44,7 @@ def test_round_trip_through_flat_keys():
         ("alpha=-1", "'alpha' must be > 0"),
         ("model=resnet", "unknown model 'resnet'"),
         ("dataset=mnist", "unknown dataset 'mnist'"),
-        ("partition=pathological", "unknown partition"),
+        ("partition=pathologic", "unknown partition"),
         ("clients-per-round=1000", "exceeds num-clients"),
         ("lr=nan", "must be finite"),
         ("seed=true", "must be an integer"),
