@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -75,13 +75,14 @@ def _deal(messages: list[Message], configs: list[dict], start: int = 0) -> list[
 def nbytes(content: RecordDict) -> int:
     """Bytes of all arrays a message carries (weights plus any strategy extras): each
     array's size from its shape and dtype, without deserialising it."""
-    return int(
-        sum(
-            math.prod(a.shape) * np.dtype(a.dtype).itemsize
-            for rec in content.array_records.values()
-            for a in rec.values()
-        )
-    )
+    return int(sum(_array_bytes(a) for rec in content.array_records.values() for a in rec.values()))
+
+
+def _array_bytes(a: Array) -> int:
+    try:
+        return math.prod(a.shape) * np.dtype(a.dtype).itemsize
+    except TypeError:  # a dtype its string does not name again (structured): unpack it
+        return int(a.numpy().nbytes)
 
 
 class Dispatcher:

@@ -205,6 +205,7 @@ def test_message_bytes_come_from_shapes_and_dtypes_as_numpy_counts_them():
         np.array(2.5),
         np.zeros((0, 7), np.float16),
         np.zeros((2, 3, 4), np.uint8),
+        np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),  # structured: sized by unpacking
     ]
     content = RecordDict({"a": ArrayRecord(arrays[:2]), "b": ArrayRecord(arrays[2:])})
     assert nbytes(content) == sum(a.nbytes for a in arrays)
