@@ -78,12 +78,16 @@ def client_config(flat: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in without_default_clock_keys(flat).items() if k not in drop}
 
 
-def config_digest(cfg: ExperimentConfig) -> bytes:
-    """SHA-256 of the keys that decide a run's results (not where it writes)."""
+def result_keys(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The keys that decide a run's results (not where it writes), with their values."""
     every = without_default_clock_keys(cfg.to_flat())
     drop = _NOT_RESULTS | SERVER_ONLY_KEYS | _unused(every)
-    flat = {k: v for k, v in every.items() if k not in drop}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).digest()
+    return {k: v for k, v in every.items() if k not in drop}
+
+
+def config_digest(cfg: ExperimentConfig) -> bytes:
+    """SHA-256 of the keys that decide a run's results (not where it writes)."""
+    return hashlib.sha256(json.dumps(result_keys(cfg), sort_keys=True).encode()).digest()
 
 
 def run_key(server_key: int, cfg: ExperimentConfig) -> int:

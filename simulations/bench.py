@@ -21,7 +21,8 @@ Plug-ins by import path may stand wherever a name does, and `[base.plugin]`,
 named by a plug-in takes its attribute's name ("pkg.mod:MeanPlus" -> "MeanPlus").
 Each cell runs in `OUT/cells/<label>/` and counts as finished once its `summary.json`
 exists, so a killed bench started again runs only the unfinished cells (a partial
-cell directory is cleared first). Results are aggregated over `seed` (mean +- std).
+cell directory is cleared first); a finished cell whose config.toml no longer matches the
+grid is refused (bench_cells.py). Results are aggregated over `seed` (mean +- std).
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ def is_finished(cell_dir: Path) -> bool:
 
 def run_grid(grid: Grid, out: Path, ray_address: str | None = None, quiet: bool = False) -> None:
     """Run every unfinished cell in order; finished ones are skipped."""
+    from simulations.bench_cells import check_finished_cell
     from simulations.progress import RoundProgress
     from simulations.runtime import simulate
 
@@ -205,7 +207,12 @@ def run_grid(grid: Grid, out: Path, ray_address: str | None = None, quiet: bool 
             f"bench directory {str(out)!r} is in use by another perennial bench; "
             "wait for it or choose another --out"
         ) from None
-    todo = [c for c in grid.cells if not is_finished(cells_dir / c.label)]
+    todo = []
+    for c in grid.cells:
+        if is_finished(cells_dir / c.label):
+            check_finished_cell(cells_dir / c.label, c.values, c.label)
+        else:
+            todo.append(c)
     done = len(grid.cells) - len(todo)
     if done and not quiet:
         print(f"bench: {done} of {len(grid.cells)} cells already finished; skipping them")

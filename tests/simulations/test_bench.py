@@ -363,3 +363,26 @@ def test_a_bench_of_plugin_cells_runs_each_with_its_settings(byo, ray_address, t
         rows = [json.loads(x) for x in (cell / "metrics.jsonl").read_text().splitlines()]
         assert [(r["replies"], r["failures"]) for r in rows] == [(2, 0)], label
         assert checkpoint_weights(cell)[0].shape == (64, width), label
+
+
+def test_a_finished_cell_that_ran_another_config_is_refused(tmp_path):
+    """Cells are skipped once finished; if the grid changed since, their numbers would
+    sit in one table with the new cells' (a different experiment): refused in one line."""
+    from learning.config import ExperimentConfig
+    from server.run_dir import RunRecorder
+    from simulations.bench import run_grid
+
+    path = tmp_path / "g.toml"
+    path.write_text(RUN_GRID)
+    grid, out = load_grid(path), tmp_path / "bench"
+    for c in grid.cells:
+        d = out / "cells" / c.label
+        d.mkdir(parents=True)
+        RunRecorder(d).write_config(ExperimentConfig.from_flat(c.values))
+        (d / "summary.json").write_text("{}")
+    run_grid(grid, out, quiet=True)  # every cell finished, as the grid says: nothing runs
+    path.write_text(RUN_GRID.replace("alpha = 0.3", "alpha = 0.4"))
+    with pytest.raises(ConfigError) as info:
+        run_grid(load_grid(path), out, quiet=True)
+    msg = str(info.value)
+    assert "ran alpha = 0.3 but the grid now gives 0.4" in msg and "\n" not in msg
