@@ -191,7 +191,11 @@ def pathological(
 
     Unlike `classes` (random label sets), neighbouring labels share clients, which on
     Fashion-MNIST pairs easy-to-tell classes. A label's examples are shared evenly among its
-    holders (PFLlib's `balance` form); labels left when no client has room are unowned.
+    holders (PFLlib's `balance` form, sizes differing by at most one; PFLlib gives the
+    remainder to the last holder); labels left when no client has room are unowned. The
+    holder count is computed in integers (PFLlib's float ceiling can give one more for
+    uneven counts such as 28 clients, 100 labels, k=25), and a label absent from the data
+    takes no client's room (PFLlib deals it anyway). With 10 labels who holds what agrees.
     """
     groups = _by_class(labels)
     num_labels = len(groups)

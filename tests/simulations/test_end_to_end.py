@@ -49,7 +49,7 @@ def test_same_seed_in_nested_tables_gives_the_flat_keys_accuracies(
     nested = tmp_path / "nested.toml"
     nested.write_text(
         "[federation]\nrounds = 2\nnum-clients = 4\nclients-per-round = 4\n"
-        "[data]\ntrain-subset = 1200\ntest-subset = 500\n"
+        '[data]\ntrain-subset = 1200\ntest-subset = 500\npartition = "dirichlet"\n'
         "[train]\nlocal-epochs = 1\n"
     )
     out = tmp_path / "nested"
