@@ -75,6 +75,15 @@ class Lookahead:
         self._last = Plan([], "horizon")  # the last plan (its stop)
         self._planned_at = -1  # arrivals when the last plan was made
 
+    def hold(self, arrays: ArrayRecord, x: list[np.ndarray]) -> None:
+        """The scheduler's new model, as the record it sends and the arrays it came from
+        (so nobody unpacks the record again: an asynchronous run steps per update)."""
+        self._current = (arrays, model_digest(x), x)
+
+    def numpy(self, arrays: ArrayRecord) -> list[np.ndarray]:
+        """The current model's arrays (read-only: every user computes new ones)."""
+        return self._model(arrays)[2]
+
     def _model(self, arrays: ArrayRecord) -> tuple[ArrayRecord, bytes, list[np.ndarray]]:
         """(arrays, digest, NumPy copy) of the scheduler's current model, computed once."""
         if self._current is None or self._current[0] is not arrays:

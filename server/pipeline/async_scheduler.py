@@ -124,7 +124,7 @@ class AsyncScheduler:
             return
         trained = self.ahead.results(pids, arrays)
         self.tried.update(pids)
-        x = arrays.to_numpy_ndarrays() if self.name == "fedbuff" else None
+        x = self.ahead.numpy(arrays) if self.name == "fedbuff" else None
         now = clock.now
         for pid in pids:
             u, down = trained[pid].update, trained[pid].down
@@ -169,7 +169,7 @@ class AsyncScheduler:
         held: list[list[np.ndarray]] = []
 
         def before() -> list[np.ndarray]:
-            held.append(state.arrays.to_numpy_ndarrays())
+            held.append(self.ahead.numpy(state.arrays))
             return held[0]
 
         step = server_step(self.sc, self.version, self.buffer, e, before)
@@ -183,7 +183,9 @@ class AsyncScheduler:
         rnd = self.version
         updates = [a.update for a in applied]
         health, norms = records.health(before, updates)
-        state.arrays = ArrayRecord([np.asarray(w) for w in x])
+        model = [np.asarray(w) for w in x]
+        state.arrays = ArrayRecord(model)
+        self.ahead.hold(state.arrays, model)
         t1 = time.perf_counter()
         health["global_update_norm"] = records.global_update_norm(before, x)
         evaluation = self.evaluate(rnd, x, (self.step_started, self.s.clock.now))
