@@ -329,22 +329,28 @@ def plot_grid(grid: Grid, out: Path) -> None:
     timed = grid.plot_against == "virtual-time"
     panels: dict[str, dict[str, list[list[float]]]] = {}
     personal: dict[str, dict[str, list[list[float]]]] = {}  # local-eval grids
-    times: dict[str, dict[str, list[list[float]]]] = {}
+    xs: dict[str, dict[str, list[list[float]]]] = {}
+    personal_xs: dict[str, dict[str, list[list[float]]]] = {}
     for cell in grid.cells:
         rows = read_metrics(out / "cells" / cell.label)
         evaluated = [r for r in rows if r.get("accuracy") is not None]
-        acc = [r["accuracy"] for r in evaluated]
-        variants = panels.setdefault(cell.group, {})
-        seeds = variants.setdefault(cell.variant, [])
-        mine = [
-            r["personalised_accuracy"] for r in rows if r.get("personalised_accuracy") is not None
-        ]
-        if mine:
-            personal.setdefault(cell.group, {}).setdefault(cell.variant, []).append(mine)
-        if acc:
-            seeds.append(acc)
-            hours = [float(r.get("virtual_seconds") or 0.0) / 3600.0 for r in evaluated]
-            times.setdefault(cell.group, {}).setdefault(cell.variant, []).append(hours)
-    plot_grid_curves(panels, out / "accuracy.png", times if timed else None)
-    if personal:  # x: the local evaluations, every local-eval-every rounds
-        plot_grid_curves(personal, out / "personalised.png", ylabel="personalised accuracy")
+        seeds = panels.setdefault(cell.group, {}).setdefault(cell.variant, [])
+        if evaluated:
+            seeds.append([r["accuracy"] for r in evaluated])
+            at = [
+                float(r.get("virtual_seconds") or 0.0) / 3600.0 if timed else float(r["round"])
+                for r in evaluated
+            ]
+            xs.setdefault(cell.group, {}).setdefault(cell.variant, []).append(at)
+        mine = [r for r in rows if r.get("personalised_accuracy") is not None]
+        if mine:  # every local-eval-every rounds
+            personal.setdefault(cell.group, {}).setdefault(cell.variant, []).append(
+                [r["personalised_accuracy"] for r in mine]
+            )
+            rounds = [float(r["round"]) for r in mine]
+            personal_xs.setdefault(cell.group, {}).setdefault(cell.variant, []).append(rounds)
+    plot_grid_curves(panels, out / "accuracy.png", xs, "virtual hours" if timed else "round")
+    if personal:
+        plot_grid_curves(
+            personal, out / "personalised.png", personal_xs, ylabel="personalised accuracy"
+        )

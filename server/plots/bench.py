@@ -12,13 +12,15 @@ from server.plots.run import pyplot
 def plot_grid_curves(
     panels: dict[str, dict[str, list[list[float]]]],
     path: Path,
-    hours: dict[str, dict[str, list[list[float]]]] | None = None,
+    xs: dict[str, dict[str, list[list[float]]]],
+    xlabel: str = "round",
     ylabel: str = "test accuracy",
 ) -> None:
     """`panels[group][variant]` holds one accuracy curve per seed: the mean is drawn, the
-    seeds' min-max band shaded; a variant keeps its colour across panels. With `hours`
-    (same shape: the virtual hours of each point) the x axis is virtual time, the seeds'
-    mean time at each evaluation. `ylabel`: what the curves are (personalised.png)."""
+    seeds' min-max band shaded; a variant keeps its colour across panels. `xs` (same
+    shape) holds each point's x: the round it was evaluated at (evaluations need not be
+    every round), or its virtual hours; the seeds' mean x is drawn. `ylabel`: what the
+    curves are (personalised.png)."""
     plt = pyplot()
     groups = list(panels)
     variants = list(dict.fromkeys(v for g in panels.values() for v in g))
@@ -31,15 +33,13 @@ def plot_grid_curves(
                 continue
             n = min(len(c) for c in curves)
             arr = np.array([c[:n] for c in curves])
-            x = np.arange(1, n + 1)
-            if hours is not None:
-                x = np.array([h[:n] for h in hours[group][variant]]).mean(axis=0)
+            x = np.array([h[:n] for h in xs[group][variant]]).mean(axis=0)
             colour = cmap(i % 20)
             ax.plot(x, arr.mean(axis=0), label=variant, color=colour, linewidth=1.4)
             if len(curves) > 1:
                 ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), color=colour, alpha=0.15)
         ax.set_title(group)
-        ax.set_xlabel("round" if hours is None else "virtual hours")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)

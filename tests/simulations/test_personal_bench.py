@@ -68,3 +68,23 @@ def test_bench_columns_table_and_plot_over_local_eval_cells(tmp_path):
     assert "| rank | variant | personalised acc % | worst 10% acc %" in md
     assert md.index("| 1 | fedper | 92.05") < md.index("| 2 | fedavg | 72.05")
     assert (tmp_path / "personalised.png").stat().st_size > 0
+
+
+def test_bench_curves_are_drawn_at_the_rounds_that_were_evaluated(tmp_path, monkeypatch):
+    """Evaluated every 10 rounds: the points sit at rounds 10, 20, 30, not at 1, 2, 3."""
+    import server.plots.bench as plots
+
+    grid = load_grid(GRID)
+    cells = [c for c in grid.cells if c.variant == "fedper" and c.seed == 0][:1]
+    grid = type(grid)(cells, grid.target_accuracy)
+    d = tmp_path / "cells" / cells[0].label
+    d.mkdir(parents=True)
+    rows = [{"round": r, "accuracy": None} for r in range(1, 31)]
+    for r in rows:
+        if r["round"] % 10 == 0:
+            r.update(accuracy=0.5, personalised_accuracy=0.9)
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    drawn = []
+    monkeypatch.setattr(plots, "plot_grid_curves", lambda p, path, xs, *a, **k: drawn.append(xs))
+    plot_grid(grid, tmp_path)
+    assert [x[cells[0].group]["fedper"] for x in drawn] == [[[10.0, 20.0, 30.0]]] * 2
