@@ -47,6 +47,17 @@ def _by_class(labels: np.ndarray) -> list[np.ndarray]:
     return np.split(order, starts[1:])
 
 
+def _label_groups(labels: np.ndarray, classes_per_client: int) -> list[np.ndarray]:
+    """`_by_class`, refusing more labels per client than are present."""
+    groups = _by_class(labels)
+    if classes_per_client > len(groups):
+        raise ConfigError(
+            f"classes-per-client must be <= the {len(groups)} labels present, "
+            f"got {classes_per_client}; lower classes-per-client"
+        )
+    return groups
+
+
 def _effective_min(min_shard_size: int, n: int, num_clients: int) -> int:
     return min(min_shard_size, n // num_clients)
 
@@ -153,13 +164,8 @@ def classes(
     (fewer clients than labels) are left out, and a client can end up without examples of a
     label that has fewer examples than holders.
     """
-    groups = _by_class(labels)
+    groups = _label_groups(labels, classes_per_client)
     num_labels = len(groups)
-    if classes_per_client > num_labels:
-        raise ConfigError(
-            f"classes-per-client must be <= the {num_labels} labels present, "
-            f"got {classes_per_client}; lower classes-per-client"
-        )
     own = np.arange(num_clients) % num_labels
     scores = rng.random((num_clients, num_labels))
     scores[np.arange(num_clients), own] = -1.0  # the round-robin label always comes first
@@ -197,13 +203,8 @@ def pathological(
     uneven counts such as 28 clients, 100 labels, k=25), and a label absent from the data
     takes no client's room (PFLlib deals it anyway). With 10 labels who holds what agrees.
     """
-    groups = _by_class(labels)
+    groups = _label_groups(labels, classes_per_client)
     num_labels = len(groups)
-    if classes_per_client > num_labels:
-        raise ConfigError(
-            f"classes-per-client must be <= the {num_labels} labels present, "
-            f"got {classes_per_client}; lower classes-per-client"
-        )
     per_label = -(-num_clients * classes_per_client // num_labels)
     room = np.full(num_clients, classes_per_client, dtype=np.int64)
     owner = np.full(len(labels), -1, dtype=np.int64)
