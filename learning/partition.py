@@ -15,6 +15,7 @@ import numpy as np
 
 from learning.config_keys import check_value
 from learning.errors import ConfigError, DataError
+from learning.label_partition import by_class, classes, even_sizes, pathological, shards
 from learning.natural_partition import group as _group
 from learning.natural_partition import natural
 from learning.partition_plugin import plugin_scheme
@@ -33,31 +34,6 @@ Partitioner = Callable[..., list[np.ndarray]]
 # --------------------------------------------------------------------------- helpers
 
 
-def _even_sizes(total: int, parts: int) -> np.ndarray:
-    """Sizes of ``parts`` nearly equal pieces of ``total`` (differ by at most one)."""
-    sizes = np.full(parts, total // parts, dtype=np.int64)
-    sizes[: total % parts] += 1
-    return sizes
-
-
-def _by_class(labels: np.ndarray) -> list[np.ndarray]:
-    """Indices of each present class, in ascending label order."""
-    order = np.argsort(labels, kind="stable")
-    _, starts = np.unique(labels[order], return_index=True)
-    return np.split(order, starts[1:])
-
-
-def _label_groups(labels: np.ndarray, classes_per_client: int) -> list[np.ndarray]:
-    """`_by_class`, refusing more labels per client than are present."""
-    groups = _by_class(labels)
-    if classes_per_client > len(groups):
-        raise ConfigError(
-            f"classes-per-client must be <= the {len(groups)} labels present, "
-            f"got {classes_per_client}; lower classes-per-client"
-        )
-    return groups
-
-
 def _effective_min(min_shard_size: int, n: int, num_clients: int) -> int:
     return min(min_shard_size, n // num_clients)
 
@@ -69,7 +45,7 @@ def iid(labels: np.ndarray, num_clients: int, rng: np.random.Generator, **_: obj
     """Uniformly shuffled, nearly equal parts: the baseline every non-IID run is compared to."""
     owner = np.empty(len(labels), dtype=np.int64)
     owner[rng.permutation(len(labels))] = np.repeat(
-        np.arange(num_clients), _even_sizes(len(labels), num_clients)
+        np.arange(num_clients), even_sizes(len(labels), num_clients)
     )
     return _group(owner, num_clients)
 
@@ -93,7 +69,7 @@ def dirichlet(
     """
     n = len(labels)
     need = _effective_min(min_shard_size, n, num_clients)
-    classes = _by_class(labels)
+    classes = by_class(labels)
     fair_share = n / num_clients
     clients = np.arange(num_clients)
     for _attempt in range(MAX_DIRICHLET_DRAWS):
@@ -115,106 +91,6 @@ def dirichlet(
         f"{MAX_DIRICHLET_DRAWS} draws (alpha={alpha}, {n} examples); "
         "lower min-shard-size or raise alpha"
     )
-
-
-def shards(
-    labels: np.ndarray,
-    num_clients: int,
-    rng: np.random.Generator,
-    *,
-    shards_per_client: int,
-    **_: object,
-) -> list:
-    """McMahan et al. (2017) pathological non-IID: label-sorted shards, a few per client.
-
-    Shard sizes differ by at most one, so every example is used even when the count does
-    not divide evenly.
-    """
-    n = len(labels)
-    num_shards = num_clients * shards_per_client
-    if n < num_shards:
-        raise DataError(
-            f"shards partition needs at least num-clients * shards-per-client = {num_shards} "
-            f"examples, got {n}; lower num-clients or shards-per-client"
-        )
-    shuffled = rng.permutation(n)
-    by_label = shuffled[np.argsort(labels[shuffled], kind="stable")]
-    shard_of = np.repeat(np.arange(num_shards), _even_sizes(n, num_shards))
-    client_of_shard = np.empty(num_shards, dtype=np.int64)
-    client_of_shard[rng.permutation(num_shards)] = np.repeat(
-        np.arange(num_clients), shards_per_client
-    )
-    owner = np.empty(n, dtype=np.int64)
-    owner[by_label] = client_of_shard[shard_of]
-    return _group(owner, num_clients)
-
-
-def classes(
-    labels: np.ndarray,
-    num_clients: int,
-    rng: np.random.Generator,
-    *,
-    classes_per_client: int,
-    **_: object,
-) -> list:
-    """NIID-Bench "#C=k": each client holds k distinct labels, shared evenly among holders.
-
-    Client i always holds the (i mod C)-th present label, so every label has an owner once
-    there are at least C clients; the other k-1 labels are random. Labels with no owner
-    (fewer clients than labels) are left out, and a client can end up without examples of a
-    label that has fewer examples than holders.
-    """
-    groups = _label_groups(labels, classes_per_client)
-    num_labels = len(groups)
-    own = np.arange(num_clients) % num_labels
-    scores = rng.random((num_clients, num_labels))
-    scores[np.arange(num_clients), own] = -1.0  # the round-robin label always comes first
-    if classes_per_client < num_labels:
-        chosen = np.argpartition(scores, classes_per_client - 1, axis=1)[:, :classes_per_client]
-    else:
-        chosen = np.broadcast_to(np.arange(num_labels), (num_clients, num_labels))
-    holds = np.zeros((num_clients, num_labels), dtype=bool)
-    holds[np.arange(num_clients)[:, None], chosen] = True
-    owner = np.full(len(labels), -1, dtype=np.int64)
-    for c, idx in enumerate(groups):
-        holders = np.flatnonzero(holds[:, c])
-        if len(holders):
-            owner[rng.permutation(idx)] = np.repeat(holders, _even_sizes(len(idx), len(holders)))
-    return _group(owner, num_clients)
-
-
-def pathological(
-    labels: np.ndarray,
-    num_clients: int,
-    rng: np.random.Generator,
-    *,
-    classes_per_client: int,
-    **_: object,
-) -> list:
-    """PFLlib's "pat" split, the one its personalisation leaderboard uses: labels dealt in
-    order, each to the next ceil(clients / labels * k) clients with room left, so with 20
-    clients, 10 labels and k=2, clients 0-3 hold labels {0, 1}, clients 4-7 {2, 3}, and so on.
-
-    Unlike `classes` (random label sets), neighbouring labels share clients, which on
-    Fashion-MNIST pairs easy-to-tell classes. A label's examples are shared evenly among its
-    holders (PFLlib's `balance` form, sizes differing by at most one; PFLlib gives the
-    remainder to the last holder); labels left when no client has room are unowned. The
-    holder count is computed in integers (PFLlib's float ceiling can give one more for
-    uneven counts such as 28 clients, 100 labels, k=25), and a label absent from the data
-    takes no client's room (PFLlib deals it anyway). With 10 labels who holds what agrees.
-    """
-    groups = _label_groups(labels, classes_per_client)
-    num_labels = len(groups)
-    per_label = -(-num_clients * classes_per_client // num_labels)
-    room = np.full(num_clients, classes_per_client, dtype=np.int64)
-    owner = np.full(len(labels), -1, dtype=np.int64)
-    for idx in groups:
-        holders = np.flatnonzero(room > 0)[:per_label]
-        if not len(holders):
-            break
-        owner[rng.permutation(idx)] = np.repeat(holders, _even_sizes(len(idx), len(holders)))
-        room[holders] -= 1
-    return _group(owner, num_clients)
 
 
 def quantity(

@@ -212,7 +212,8 @@ def bench(
 ) -> BenchResult:
     """Run every unfinished cell of a grid (a TOML path or the same tables as a dict:
     base, axes, variant, bench) and write the comparison tables and plots."""
-    from simulations.bench import load_grid, plot_grid, run_grid, summarise_grid
+    from simulations.bench import load_grid, run_grid, summarise_grid
+    from simulations.bench_plots import plot_grid
     from simulations.bench_tables import write_tables
 
     say = announce or (lambda _text: None)

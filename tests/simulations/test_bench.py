@@ -187,7 +187,8 @@ def test_bench_reports_virtual_hours_to_target(tmp_path):
     write_tables(table, out, 0.5)
     assert "virtual_hours_to_target" in (out / "results.csv").read_text()
     assert "virtual h to 50%" in (out / "results.md").read_text()
-    from simulations.bench import Grid, plot_grid
+    from simulations.bench import Grid
+    from simulations.bench_plots import plot_grid
 
     plot_grid(Grid(grid.cells, 0.5, "virtual-time"), out)
     assert (out / "accuracy.png").stat().st_size > 0

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import strategies  # noqa: F401  (registers the strategy names)
-from simulations.bench import load_grid, plot_grid, summarise_grid
+from simulations.bench import load_grid, summarise_grid
+from simulations.bench_plots import plot_grid
 from simulations.bench_tables import PERSONAL_KEYS, write_tables
 
 GRID = Path(__file__).resolve().parents[2] / "simulations" / "experiments" / "personalised.toml"
