@@ -23,6 +23,9 @@ HISTOGRAM_BUCKETS = 30
 # The writer's own thread flushes what is pending every second (and close() the rest);
 # the loop never waits on a flush, since an asynchronous run writes a row per update.
 FLUSH_SECONDS = 1.0
+# Events the loop may hand the writer's thread before `add_event` blocks (the package's
+# default is 10: a row per update would then wait on the thread's writes).
+QUEUE_EVENTS = 1000
 
 
 def _is_number(value: Any) -> bool:
@@ -37,6 +40,18 @@ def _metadata(plugin_name: str, data_class: str):
     md.plugin_data.plugin_name = plugin_name
     md.data_class = summary_pb2.DataClass.Value(data_class)
     return md
+
+
+def scalar_tensor(value: float):
+    """A float32 scalar as the TensorProto `make_tensor_proto(np.float32(value))` builds
+    (the same bytes), without its type inference: about 8 us a field, 40 fields a row."""
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        float_val=[float(np.float32(value))],
+    )
 
 
 def histogram_buckets(values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarray:
@@ -61,7 +76,9 @@ class TensorBoardWriter:
 
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(self.log_dir), flush_secs=FLUSH_SECONDS)
+        self._writer = EventFileWriter(
+            str(self.log_dir), max_queue_size=QUEUE_EVENTS, flush_secs=FLUSH_SECONDS
+        )
         self._scalar_md = _metadata("scalars", "DATA_CLASS_SCALAR")
         self._histogram_md = _metadata("histograms", "DATA_CLASS_TENSOR")
         self._closed = False
@@ -88,7 +105,7 @@ class TensorBoardWriter:
         values = [
             summary_pb2.Summary.Value(
                 tag=("outside_epsilon/" if key in outside else SCALAR_PREFIX) + key,
-                tensor=make_tensor_proto(np.float32(value)),
+                tensor=scalar_tensor(value),
                 metadata=self._scalar_md,
             )
             for key, value in row.items()

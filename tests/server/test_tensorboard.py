@@ -113,3 +113,13 @@ def test_row_without_round_is_refused(tmp_path):
     with pytest.raises(ValueError, match="round"):
         writer.write_round({"accuracy": 0.5})
     writer.close()
+
+
+@pytest.mark.parametrize("value", [0.0, 0.1, -3.5, 7, 1e30, float("nan"), np.float64(2.25)])
+def test_scalar_tensor_is_the_proto_make_tensor_proto_builds(value):
+    from tensorboard.util.tensor_util import make_tensor_proto
+
+    from server.tensorboard import scalar_tensor
+
+    want = make_tensor_proto(np.float32(value)).SerializeToString()
+    assert scalar_tensor(value).SerializeToString() == want
