@@ -115,7 +115,21 @@ def test_row_without_round_is_refused(tmp_path):
     writer.close()
 
 
-@pytest.mark.parametrize("value", [0.0, 0.1, -3.5, 7, 1e30, float("nan"), np.float64(2.25)])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.0,
+        0.1,
+        -3.5,
+        7,
+        1e30,
+        float("inf"),
+        float("nan"),
+        np.float64(2.25),
+        np.int64(2**40),
+        np.float16(0.5),
+    ],
+)
 def test_scalar_tensor_is_the_proto_make_tensor_proto_builds(value):
     from tensorboard.util.tensor_util import make_tensor_proto
 
